@@ -1,0 +1,50 @@
+"""The parallel layout of a run: how the world is split into TP x CP x DP x PP."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ParallelConfig:
+    """How ranks are grouped. Data parallelism takes whatever the other dimensions leave."""
+
+    tensor_parallel: int = 1
+    """Ranks that split each weight matrix (megatron's TP), in both the ViT and the LLM."""
+    pipeline_parallel: int = 1
+    """Pipeline stages over the LLM layers; the ViT and projector live on the first stage."""
+    context_parallel: int = 1
+    """Ranks that split one sequence (megatron's CP). Reserved: only 1 is supported so far."""
+    sequence_parallel: bool = False
+    """Shard activations outside attention/MLP along the sequence over the TP group (needs TP > 1)."""
+
+    def __post_init__(self) -> None:
+        for name in ("tensor_parallel", "pipeline_parallel", "context_parallel"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"ParallelConfig.{name} must be a positive integer, got {value!r}")
+        if self.context_parallel != 1:
+            raise ValueError(
+                f"ParallelConfig.context_parallel={self.context_parallel}: context parallelism is not "
+                "supported yet; set it to 1"
+            )
+        if self.sequence_parallel and self.tensor_parallel == 1:
+            raise ValueError(
+                "ParallelConfig.sequence_parallel needs tensor_parallel > 1 (it shards over the TP group); "
+                "set sequence_parallel=False or raise tensor_parallel"
+            )
+
+    @property
+    def model_parallel_size(self) -> int:
+        """Ranks that together hold one copy of the model."""
+        return self.tensor_parallel * self.pipeline_parallel * self.context_parallel
+
+    def data_parallel_size(self, world_size: int) -> int:
+        """Number of model replicas in a world of ``world_size`` ranks."""
+        if world_size % self.model_parallel_size:
+            raise ValueError(
+                f"world size {world_size} is not divisible by TP x PP x CP = {self.tensor_parallel} x "
+                f"{self.pipeline_parallel} x {self.context_parallel} = {self.model_parallel_size}; "
+                "change the number of ranks or the parallel layout"
+            )
+        return world_size // self.model_parallel_size

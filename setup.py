@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="megatron-vl",
+    version="0.1.0",
+    description="Pre-training stack for MiMo-VL-style vision-language models on megatron-core",
+    python_requires=">=3.10",
+    packages=find_packages(include=["megatron_vl", "megatron_vl.*", "data_prep", "data_prep.*",
+                                    "checkpoints_tools", "checkpoints_tools.*"]),
+    install_requires=[
+        # Install torch first on CPU machines (pip install torch==2.13.0): any range pulls CUDA wheels.
+        "torch>=2.4",
+        "megatron-core>=0.16.1",
+        "transformers>=4.52",
+        "tokenizers>=0.21",
+        "sentencepiece>=0.2",
+        "safetensors>=0.4",
+        "numpy>=1.24",
+        "pillow>=10",
+        "psutil>=5.9",
+        "tqdm>=4.60",
+        "einops>=0.7",
+    ],
+    extras_require={
+        "gpu": ["transformer-engine[pytorch]>=2.0", "flash-attn>=2.6"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+    },
+)
