@@ -1,0 +1,1 @@
+"""Offline data preparation: ``python -m data_prep <subcommand> --help``."""

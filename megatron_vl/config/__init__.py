@@ -1,0 +1,1 @@
+"""Typed configs: model presets, parallel layout, stage recipes."""
