@@ -1,0 +1,19 @@
+"""The multimodal special tokens every tokenizer must carry, and where a trained one puts them."""
+
+from __future__ import annotations
+
+# In this order a trained tokenizer (data_prep train-tokenizer) gives them ids 0, 1, 2, ...
+# A Qwen2-style tokenizer.json keeps its own ids (151643 and up).
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<think>",
+    "</think>",
+)
+
+TRAINED_SPECIAL_IDS = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
