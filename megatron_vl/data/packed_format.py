@@ -64,8 +64,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_atomically(path: Path, payload: bytes) -> None:
+def write_atomically(path: str | Path, payload: bytes) -> None:
     """Write a file so that it either holds ``payload`` in full or does not change, even on a crash."""
+    path = Path(path)
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "wb") as file:
         file.write(payload)
@@ -74,7 +75,8 @@ def write_atomically(path: Path, payload: bytes) -> None:
     os.replace(temporary, path)
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
+def npy_bytes(array: np.ndarray) -> bytes:
+    """The ``.npy`` file of ``array``."""
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
@@ -141,7 +143,7 @@ class PackedSample:
         """Member suffix -> bytes, in the order they go into the tar."""
         problems = self.problems()
         assert not problems, problems
-        members = {name: _npy_bytes(getattr(self, name.removesuffix(".npy"))) for name in ARRAY_MEMBERS}
+        members = {name: npy_bytes(getattr(self, name.removesuffix(".npy"))) for name in ARRAY_MEMBERS}
         meta = {
             "image_grid_thw": [list(map(int, grid)) for grid in self.image_grid_thw],
             "documents": self.documents,
@@ -222,7 +224,7 @@ def write_shard(path: Path, samples: Iterable[tuple[str, PackedSample]]) -> Shar
         file.flush()
         os.fsync(file.fileno())
     index_path = path.with_name(index_name(path.name))
-    write_atomically(index_path, _npy_bytes(np.array(offsets, dtype="<i8")))
+    write_atomically(index_path, npy_bytes(np.array(offsets, dtype="<i8")))
     os.replace(temporary, path)
     return ShardEntry(
         name=path.name,

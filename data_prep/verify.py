@@ -1,0 +1,162 @@
+"""Check a packed dataset: its manifest and every checksum; with --deep, every sample's content.
+
+The default check reads every shard and offsets index once and compares sizes and sha256 digests
+with manifest.json; it also refuses shards the manifest does not list. --deep reads every sample
+and checks what training relies on: labels are the next token of the same document, the loss
+mask never covers images, vision markers or padding, image placeholders match the image grids
+and PNG sizes, positions are the M-RoPE positions of each document, and the token counts add up
+to the manifest's. Exits 1 and lists every problem on any mismatch, 0 when all is well.
+
+example:
+  python -m data_prep verify packed/8k --deep
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from megatron_vl.data.mrope import mrope_position_ids
+from megatron_vl.data.packed_format import (
+    MANIFEST_NAME, KindStats, PackedDataset, PackedManifest, PackedSample, index_name, sha256_file,
+)
+
+LISTED_FILE = re.compile(r"packed-\d{6}(\.tar|\.index\.npy)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", help="packed dataset directory (holding manifest.json)")
+    parser.add_argument("--deep", action="store_true", help="also check the content of every sample")
+
+
+def run(args: argparse.Namespace) -> int:
+    problems = verify_dataset(Path(args.directory), deep=args.deep)
+    if problems:
+        print(f"\n{args.directory}: {len(problems)} problems")
+        for problem in problems:
+            print(f"  {problem}")
+        return 1
+    manifest = PackedManifest.load(Path(args.directory))
+    checked = "checksums and every sample" if args.deep else "checksums"
+    print(f"\n{args.directory}: OK ({len(manifest.shards)} shards, {manifest.num_samples} samples; {checked})")
+    return 0
+
+
+def verify_dataset(directory: Path, *, deep: bool = False, progress: bool = True) -> list[str]:
+    """Every problem found in the dataset (an empty list when it is intact)."""
+    try:
+        manifest = PackedManifest.load(directory)
+    except ValueError as error:
+        return [str(error)]
+    problems = []
+    listed = {name for entry in manifest.shards for name in (entry.name, index_name(entry.name))}
+    for path in sorted(directory.iterdir()):
+        if path.name != MANIFEST_NAME and path.name not in listed:
+            kind = "shard" if LISTED_FILE.fullmatch(path.name) else "file"
+            problems.append(f"{path.name}: {kind} not listed in {MANIFEST_NAME}")
+    for entry in tqdm(manifest.shards, desc="checksums", unit="shard", disable=not progress):
+        shard, index = directory / entry.name, directory / index_name(entry.name)
+        if not shard.is_file():
+            problems.append(f"{entry.name}: missing")
+        elif shard.stat().st_size != entry.bytes:
+            problems.append(f"{entry.name}: {shard.stat().st_size} bytes, manifest says {entry.bytes}")
+        elif sha256_file(shard) != entry.sha256:
+            problems.append(f"{entry.name}: sha256 differs from the manifest (the file changed or is damaged)")
+        if not index.is_file():
+            problems.append(f"{index.name}: missing")
+        elif sha256_file(index) != entry.index_sha256:
+            problems.append(f"{index.name}: sha256 differs from the manifest")
+    if deep and not problems:
+        problems += _verify_samples(directory, manifest, progress)
+    return problems
+
+
+def _verify_samples(directory: Path, manifest: PackedManifest, progress: bool) -> list[str]:
+    dataset = PackedDataset(directory)
+    problems = []
+    totals: dict[str, KindStats] = collections.defaultdict(KindStats)
+    lengths = []
+    bar = tqdm(total=len(dataset), desc="samples", unit="sample", disable=not progress)
+    for shard, entry in enumerate(manifest.shards):
+        offsets = dataset.offsets(shard)
+        if np.any(np.diff(offsets) <= 0) or offsets[-1] > entry.bytes:
+            problems.append(f"{index_name(entry.name)}: offsets are not increasing inside the shard")
+            continue
+        for i in range(entry.num_samples):
+            bar.update()
+            try:
+                sample = dataset.read(shard, i)
+            except ValueError as error:
+                problems.append(str(error))
+                continue
+            problems += [f"{entry.name} sample {i}: {problem}" for problem in sample_problems(sample, manifest, totals)]
+            lengths += sample.seq_lens.tolist()
+    bar.close()
+    problems += _totals_problems(manifest, totals, lengths)
+    return problems
+
+
+def sample_problems(sample: PackedSample, manifest: PackedManifest, totals: dict[str, KindStats]) -> list[str]:
+    """What in one sample breaks the packed-sample contract; adds its documents' counts to ``totals``."""
+    ids = manifest.special_ids
+    pad, image_pad = manifest.pad_id, ids["<|image_pad|>"]
+    vision = [ids["<|vision_start|>"], image_pad, ids["<|vision_end|>"]]
+    patch, merge = manifest.image_settings["patch_size"], manifest.image_settings["merge_size"]
+    if sample.seq_len != manifest.seq_len:
+        return [f"{sample.seq_len} tokens, manifest seq_len is {manifest.seq_len}"]
+    problems = []
+    grids = iter(sample.image_grid_thw)
+    for (start, end), record in zip(zip(sample.cu_seqlens[:-1], sample.cu_seqlens[1:]), sample.documents):
+        tokens, labels, loss = sample.tokens[start:end], sample.labels[start:end], sample.loss_mask[start:end]
+        name = f"document at {start}"
+        if record.get("length") != end - start:
+            problems.append(f"{name}: record length {record.get('length')} but seq_lens says {end - start}")
+        if np.any(labels[:-1] != tokens[1:]) or labels[-1] != pad:
+            problems.append(f"{name}: labels are not the next tokens of the document")
+        if np.any(loss.astype(bool) & np.isin(labels, vision)) or loss[-1]:
+            problems.append(f"{name}: the loss mask covers image tokens, vision markers or the document's end")
+        document_grids = [next(grids, None) for _ in range(int(np.sum(tokens == vision[0])))]
+        if None in document_grids or record.get("num_images") != len(document_grids):
+            problems.append(f"{name}: image markers do not match the image grids / num_images")
+            continue
+        image_tokens = int(np.sum(tokens == image_pad))
+        if image_tokens != sum(t * h * w // merge**2 for t, h, w in document_grids):
+            problems.append(f"{name}: {image_tokens} image placeholders do not match its image grids")
+            continue
+        expected = mrope_position_ids(tokens, document_grids, image_pad_id=image_pad, vision_start_id=vision[0],
+                                      spatial_merge_size=merge)
+        if not np.array_equal(sample.position_ids[:, start:end], expected):
+            problems.append(f"{name}: position ids are not the document's M-RoPE positions")
+        if record.get("loss_tokens") != int(loss.sum()):
+            problems.append(f"{name}: record loss_tokens {record.get('loss_tokens')} but the mask has {int(loss.sum())}")
+        totals[record.get("kind")].add(KindStats(
+            documents=1, tokens=int(end - start), image_tokens=image_tokens, loss_tokens=int(loss.sum()),
+            images=len(document_grids),
+        ))
+    tail = slice(int(sample.cu_seqlens[-1]), None)
+    if np.any(sample.tokens[tail] != pad) or np.any(sample.labels[tail] != pad) or np.any(sample.loss_mask[tail]):
+        problems.append("padding holds tokens, labels or loss other than the pad id and 0")
+    for k, (image, (t, h, w)) in enumerate(zip(sample.images, sample.image_grid_thw)):
+        size = struct.unpack(">II", image[16:24])[::-1] if image[12:16] == b"IHDR" else None
+        if size != (h * patch, w * patch):
+            problems.append(f"image {k}: PNG size {size} does not match its grid {(t, h, w)}")
+    return problems
+
+
+def _totals_problems(manifest: PackedManifest, totals: dict[str, KindStats], lengths: list[int]) -> list[str]:
+    problems = []
+    if dict(totals) != manifest.tokens_per_kind:
+        problems.append(f"token counts of the samples {dict(totals)} differ from the manifest's tokens_per_kind")
+    if len(lengths) != manifest.num_documents:
+        problems.append(f"{len(lengths)} documents in the samples, manifest says {manifest.num_documents}")
+    histogram = manifest.document_length_histogram
+    counts, _ = np.histogram(lengths, bins=histogram["edges"])
+    if counts.tolist() != histogram["counts"]:
+        problems.append("document length histogram differs from the samples")
+    return problems

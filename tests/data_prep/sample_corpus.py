@@ -1,0 +1,113 @@
+"""Small sample-shard datasets for the pack tests, written with ingest's own shard writer.
+
+Each corpus holds every case pack must handle: short captions, grounding with a <think> special,
+interleaved documents with several images, text-only documents, a text document longer than the
+sequence, an interleaved document that must be split around its images, and a document whose
+image alone is longer than the sequence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+from data_prep.sample_shards import FORMAT_VERSION, MANIFEST_NAME, SampleShardWriter, ShardLimit, sample_key, sample_members
+from megatron_vl.data.images import ImageSettings
+from megatron_vl.tokenizer import train_bpe_tokenizer
+
+SEQ_LEN = 256
+WORDS = ("the red circle blue square green triangle image shows a cat on mat page text reads hello world "
+         "answer think step because therefore question box left right top bottom").split()
+
+
+def words(rng, count):
+    return " ".join(rng.choice(WORDS, size=count))
+
+
+def png(height, width, seed):
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def image_entry(height, width, seed):
+    data = png(height, width, seed)
+    return {"height": height, "width": width, "orig_height": height, "orig_width": width,
+            "sha256": hashlib.sha256(data).hexdigest()}, data
+
+
+def text(value, loss):
+    return {"text": value, "loss": loss}
+
+
+def make_samples(rng, count):
+    """``count`` (meta, pngs) of mixed kinds, then the long-document cases."""
+    samples = []
+    sizes = [(56, 84), (112, 112), (224, 168), (84, 56), (56, 56)]
+    for i in range(count):
+        kind = ("caption", "grounding", "interleaved", "text", "cot")[i % 5]
+        source = {"file": f"raw/{kind}.jsonl", "line": i + 1}
+        if kind == "text":
+            samples.append(({"kind": kind, "source": source, "images": [],
+                             "segments": [text(words(rng, int(rng.integers(5, 120))), True)]}, []))
+            continue
+        count_images = {"caption": 1, "grounding": 1, "interleaved": 2, "cot": int(rng.integers(0, 2))}[kind]
+        entries, pngs = zip(*[image_entry(*sizes[(i + k) % len(sizes)], seed=1000 * i + k)
+                              for k in range(count_images)]) if count_images else ((), ())
+        segments = []
+        for k in range(count_images):
+            segments += [{"image": k}, text(words(rng, int(rng.integers(1, 20))), kind == "interleaved")]
+        if kind == "grounding":
+            segments += [{"special": "<think>", "loss": True}, text('[{"bbox_2d": [10, 20, 40, 50], "label": "cat"}]', True)]
+        if kind == "cot":
+            segments += [text(words(rng, 10), False), {"special": "<think>", "loss": True},
+                         text(words(rng, int(rng.integers(10, 60))), True), {"special": "</think>", "loss": True},
+                         text(words(rng, 3), True)]
+        samples.append(({"kind": kind, "source": source, "images": list(entries), "segments": segments}, list(pngs)))
+    long_text = {"kind": "text", "source": {"file": "raw/long.jsonl", "line": 1}, "images": [],
+                 "segments": [text(words(rng, 700), True)]}
+    big_entries, big_pngs = zip(*[image_entry(224, 224, seed=7 + k) for k in range(4)])
+    long_interleaved = {"kind": "interleaved", "source": {"file": "raw/long.jsonl", "line": 2},
+                        "images": list(big_entries),
+                        "segments": [x for k in range(4) for x in ({"image": k}, text(words(rng, 40), True))]}
+    huge_entry, huge_png = image_entry(448, 476, seed=9)
+    huge_image = {"kind": "caption", "source": {"file": "raw/long.jsonl", "line": 3}, "images": [huge_entry],
+                  "segments": [{"image": 0}, text("a large picture", True)]}
+    return samples + [(long_text, []), (long_interleaved, list(big_pngs)), (huge_image, [huge_png])]
+
+
+def write_sample_dataset(directory, samples, *, shard_samples=4):
+    os.makedirs(directory, exist_ok=True)
+    writer = SampleShardWriter(str(directory), ShardLimit(samples=shard_samples))
+    for i, (meta, pngs) in enumerate(samples):
+        writer.write(sample_key(i), sample_members(meta, pngs))
+    shards = writer.close()
+    manifest = {"format_version": FORMAT_VERSION, "num_samples": len(samples), "shards": shards,
+                "image_settings": ImageSettings().to_dict()}
+    with open(os.path.join(directory, MANIFEST_NAME), "w") as file:
+        json.dump(manifest, file)
+    return directory
+
+
+def train_tokenizer(directory):
+    tokenizer = train_bpe_tokenizer([" ".join(WORDS)] * 20 + ['[{"bbox_2d": [10, 20, 40, 50], "label": "cat"}]'] * 5,
+                                    vocab_size=400)
+    tokenizer.save_hf(str(directory))
+    return os.path.join(directory, "tokenizer.json")
+
+
+def build_packed_dataset(root, **options):
+    """A tokenizer and a packed dataset of one small corpus under ``root``: (tokenizer path, packed dir)."""
+    from data_prep.pack import PackOptions, pack
+
+    tokenizer = train_tokenizer(root / "tokenizer")
+    inputs = [str(write_sample_dataset(root / "input", make_samples(np.random.default_rng(0), 20)))]
+    settings = dict(seq_len=SEQ_LEN, window=40, shard_size=3, workers=1, **options)
+    pack(PackOptions(inputs=inputs, tokenizer=tokenizer, out=str(root / "packed"), **settings), progress=False)
+    return tokenizer, root / "packed"
