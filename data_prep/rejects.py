@@ -1,0 +1,59 @@
+"""Why an input document was not ingested, and the log that records each one."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+import json
+from typing import TextIO
+
+
+class RejectReason(str, enum.Enum):
+    """Every reason ``ingest`` rejects a document; the README lists them with their fixes."""
+
+    BAD_JSON = "bad_json"
+    """The line (or the tar's ``{key}.json``) is not a JSON object."""
+    UNKNOWN_KIND = "unknown_kind"
+    """No ``kind`` field and no ``--kind``, or a kind other than the six known ones."""
+    BAD_SCHEMA = "bad_schema"
+    """A required field is missing or has the wrong type, or a box is malformed."""
+    EMPTY_TEXT = "empty_text"
+    """A text field is empty or only whitespace."""
+    MISSING_IMAGE = "missing_image"
+    """The image file (or tar member) does not exist."""
+    UNREADABLE_IMAGE = "unreadable_image"
+    """The image exists but cannot be decoded (corrupt, truncated, not an image, too large)."""
+    BAD_ASPECT_RATIO = "bad_aspect_ratio"
+    """The image's long side is more than 200 times its short side."""
+    BOX_OUTSIDE_IMAGE = "box_outside_image"
+    """A box reaches outside its image."""
+    DUPLICATE_IMAGE = "duplicate_image"
+    """Every image of the document is byte-identical to one already ingested."""
+    NEAR_DUPLICATE_IMAGE = "near_duplicate_image"
+    """Every image of the document looks like one already ingested (perceptual hash, ``--near-dup``)."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Reject:
+    """One rejected document: where it came from, why, and the details a person needs to fix it."""
+
+    source: dict
+    """``{"file", "line"}`` for JSONL or ``{"tar", "key"}`` for webdataset input."""
+    reason: RejectReason
+    """The reason category (counted in the summary)."""
+    detail: str
+    """What exactly was wrong."""
+
+
+class RejectLog:
+    """Appends one JSON line per reject to a file and counts them by reason."""
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    def add(self, reject: Reject) -> None:
+        self.counts[reject.reason.value] += 1
+        record = {**reject.source, "reason": reject.reason.value, "detail": reject.detail}
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -1,0 +1,225 @@
+"""Sample shards on disk: what ``ingest`` writes and ``pack`` reads.
+
+A sample-shard dataset is a directory of ``samples-000000.tar``, ``samples-000001.tar``, ...
+(webdataset layout: uncompressed tar, members grouped by key) plus ``ingest_manifest.json``.
+One sample is one document:
+
+    {key}.json        {"kind", "source", "images": [{"height", "width", "orig_height",
+                       "orig_width", "sha256"}], "segments": [...]}
+    {key}.img{k}.png  image k, RGB, already resized to images[k] (lossless)
+
+``images[k].height/width`` is the resized size (multiples of 28 by default), ``orig_*`` the size
+of the source image after EXIF rotation and ``sha256`` the digest of the source image file. Keys
+are the 9-digit running number of the sample in the dataset. Shards are reproducible byte for
+byte (fixed member order, zero mtimes and owners) and appear atomically (written under a
+temporary name, then renamed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+from collections.abc import Iterator
+
+from data_prep.webdataset_tar import iter_keyed_members
+
+MANIFEST_NAME = "ingest_manifest.json"
+FORMAT_VERSION = 1
+SHARD_PATTERN = re.compile(r"samples-\d{6}\.tar")
+_TAR_BLOCK = 512
+
+
+def shard_name(index: int) -> str:
+    return f"samples-{index:06d}.tar"
+
+
+def sample_key(index: int) -> str:
+    return f"{index:09d}"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ShardLimit:
+    """When a shard is full: after ``samples`` samples, or before it would pass ``bytes`` bytes."""
+
+    samples: int | None = None
+    """Most samples per shard (None: no limit)."""
+    bytes: int | None = None
+    """Most bytes per shard file, unless a single sample is larger (None: no limit)."""
+
+    def __post_init__(self) -> None:
+        if (self.samples is None) == (self.bytes is None):
+            raise ValueError("a shard limit is either a sample count or a byte size")
+        if (self.samples or self.bytes) < 1:
+            raise ValueError(f"shard limit must be positive, got {self}")
+
+    @classmethod
+    def parse(cls, text: str) -> "ShardLimit":
+        """``"1000"`` (samples) or a size such as ``"512MB"``, ``"1GiB"``, ``"64kB"`` (bytes)."""
+        match = re.fullmatch(r"\s*(\d+)\s*([kKMGT]i?B)?\s*", text)
+        if not match:
+            raise ValueError(
+                f"shard size {text!r} is neither a sample count (e.g. 1000) nor a byte size (e.g. 512MB, 1GiB)"
+            )
+        number, unit = int(match.group(1)), match.group(2)
+        if unit is None:
+            return cls(samples=number)
+        power = "kMGT".index(unit[0].replace("K", "k")) + 1
+        base = 1024 if "i" in unit else 1000
+        return cls(bytes=number * base**power)
+
+
+def _tar_member_size(payload: bytes) -> int:
+    return _TAR_BLOCK + -(-len(payload) // _TAR_BLOCK) * _TAR_BLOCK
+
+
+def _tar_file_size(members_size: int) -> int:
+    """Size of a tar file whose members take ``members_size`` bytes: they are followed by two zero
+    blocks, and the file is padded to whole records."""
+    return -(-(members_size + 2 * _TAR_BLOCK) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+
+class _HashingFile:
+    """A write-only file that hashes and counts what goes through it."""
+
+    def __init__(self, file) -> None:
+        self._file = file
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._file.write(data)
+        self.sha256.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+
+class SampleShardWriter:
+    """Writes samples into consecutive shards of ``directory``, starting a new one at ``limit``."""
+
+    def __init__(self, directory: str, limit: ShardLimit) -> None:
+        self.directory = directory
+        self.limit = limit
+        self.shards: list[dict] = []
+        """``{"name", "num_samples", "bytes", "sha256"}`` of every finished shard."""
+        self._file = self._hashing = self._tar = None
+        self._samples = self._bytes = 0
+
+    def write(self, key: str, members: dict[str, bytes]) -> None:
+        """Add one sample: member suffix (``json``, ``img0.png``, ...) -> bytes, in that order."""
+        assert "." not in key, key
+        size = sum(_tar_member_size(payload) for payload in members.values())
+        if self._tar is not None and (
+            (self.limit.samples is not None and self._samples >= self.limit.samples)
+            or (self.limit.bytes is not None and _tar_file_size(self._bytes + size) > self.limit.bytes)
+        ):
+            self._finish_shard()
+        if self._tar is None:
+            self._start_shard()
+        for suffix, payload in members.items():
+            info = tarfile.TarInfo(f"{key}.{suffix}")
+            info.size, info.mtime, info.mode = len(payload), 0, 0o644
+            self._tar.addfile(info, io.BytesIO(payload))
+        self._samples += 1
+        self._bytes += size
+
+    def close(self) -> list[dict]:
+        """Finish the last shard; returns the entries of all shards."""
+        if self._tar is not None:
+            self._finish_shard()
+        return self.shards
+
+    def _path(self) -> str:
+        return os.path.join(self.directory, shard_name(len(self.shards)))
+
+    def _start_shard(self) -> None:
+        self._file = open(self._path() + ".tmp", "wb")
+        self._hashing = _HashingFile(self._file)
+        self._tar = tarfile.open(fileobj=self._hashing, mode="w", format=tarfile.USTAR_FORMAT)
+        self._samples = self._bytes = 0
+
+    def _finish_shard(self) -> None:
+        self._tar.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        path = self._path()
+        os.replace(path + ".tmp", path)
+        self.shards.append({
+            "name": os.path.basename(path),
+            "num_samples": self._samples,
+            "bytes": self._hashing.size,
+            "sha256": self._hashing.sha256.hexdigest(),
+        })
+        self._file = self._hashing = self._tar = None
+
+
+def sample_members(meta: dict, pngs: list[bytes]) -> dict[str, bytes]:
+    """The tar members of one sample: its JSON, then its images in order."""
+    members = {"json": json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode("utf-8")}
+    for k, png in enumerate(pngs):
+        members[f"img{k}.png"] = png
+    return members
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SampleRecord:
+    """One sample as read back from a shard."""
+
+    key: str
+    """Sample key inside the dataset."""
+    meta: dict
+    """The parsed ``{key}.json``: kind, source, images, segments."""
+    images: list[bytes]
+    """PNG bytes of each image, in order (``images[k]`` is ``{key}.img{k}.png``)."""
+
+
+def iter_shard(path: str) -> Iterator[SampleRecord]:
+    """The samples of one shard, in order; a ValueError names the shard and key of a broken one."""
+    for key, members in iter_keyed_members(path):
+        yield _record(path, key, members)
+
+
+def _record(path: str, key: str, members: dict[str, bytes]) -> SampleRecord:
+    if "json" not in members:
+        raise ValueError(f"{path}: sample {key} has no {key}.json member; re-run ingest")
+    meta = json.loads(members["json"])
+    count = len(meta["images"])
+    missing = [f"img{k}.png" for k in range(count) if f"img{k}.png" not in members]
+    if missing or len(members) != count + 1:
+        raise ValueError(
+            f"{path}: sample {key} has members {sorted(members)} but its JSON lists {count} images; re-run ingest"
+        )
+    return SampleRecord(key=key, meta=meta, images=[members[f"img{k}.png"] for k in range(count)])
+
+
+def load_manifest(directory: str) -> dict:
+    """``ingest_manifest.json`` of a sample-shard dataset, after checking its version and shards."""
+    path = os.path.join(directory, MANIFEST_NAME)
+    if not os.path.isfile(path):
+        raise ValueError(f"{path} does not exist: {directory} is not a finished ingest output; run ingest")
+    with open(path, encoding="utf-8") as file:
+        manifest = json.load(file)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format version {manifest.get('format_version')}, this megatron-vl reads "
+            f"{FORMAT_VERSION}; re-run ingest"
+        )
+    for shard in manifest["shards"]:
+        if not SHARD_PATTERN.fullmatch(shard["name"]):
+            raise ValueError(f"{path} lists a shard named {shard['name']!r}, not samples-NNNNNN.tar")
+    return manifest
+
+
+def iter_dataset(directory: str) -> Iterator[tuple[str, SampleRecord]]:
+    """``(shard name, sample)`` of every sample of a sample-shard dataset, in order."""
+    for shard in load_manifest(directory)["shards"]:
+        for record in iter_shard(os.path.join(directory, shard["name"])):
+            yield shard["name"], record
