@@ -47,7 +47,7 @@ from data_prep.write_packed import WriteSettings, WriteTask, read_record, write_
 from data_prep.write_packed import init_worker as init_write_worker
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.data.packed_format import (
-    MANIFEST_NAME, KindStats, PackedManifest, index_name, sha256_file, shard_name,
+    MANIFEST_NAME, KindStats, PackedManifest, index_name, sha256_file, write_atomically,
 )
 from megatron_vl.tokenizer import load_tokenizer
 
@@ -144,12 +144,8 @@ def pack(options: PackOptions, *, progress: bool = True) -> PackedManifest | Non
     work = _prepare_work_dir(out, settings)
 
     spill_prefixes, spills = _tokenize(options, sources, image_settings, work, progress)
-    documents = [
-        (number, index, record["length"])
-        for number, spill in enumerate(spills)
-        for index, record in enumerate(spill["documents"])
-    ]
-    lengths = np.array([length for _, _, length in documents], dtype=np.int64)
+    documents = [(number, record) for number, spill in enumerate(spills) for record in spill["documents"]]
+    lengths = np.array([record["length"] for _, record in documents], dtype=np.int64)
     sequences = plan_sequences(lengths, seq_len=options.seq_len, seed=options.seed, window=options.window)
     if not sequences:
         raise ValueError(f"no document of {options.inputs} fits a sequence of {options.seq_len} tokens; "
@@ -157,14 +153,18 @@ def pack(options: PackOptions, *, progress: bool = True) -> PackedManifest | Non
 
     edges = _histogram_edges(options.seq_len)
     write_settings = WriteSettings(
-        out_dir=str(out), record_dir=str(work / "shards"), spill_prefixes=spill_prefixes, seq_len=options.seq_len,
+        out_dir=str(out), record_dir=str(work / "shards"), seq_len=options.seq_len,
+        spills=[
+            {"prefix": prefix, **{key: spill[key] for key in ("input", "shard", "shard_path")}}
+            for prefix, spill in zip(spill_prefixes, spills)
+        ],
         pad_id=tokenizer.pad_id, image_pad_id=tokenizer.image_pad_id, vision_start_id=tokenizer.vision_start_id,
         patch_size=image_settings.patch_size, merge_size=image_settings.merge_size, histogram_edges=edges,
     )
     records = _write_shards(options, sequences, documents, write_settings, progress)
 
-    for source, spill_group in zip(sources, _group_by_input(spills, len(sources))):
-        source["samples"] = sum(spill["samples"] for spill in spill_group)
+    for number, source in enumerate(sources):
+        source["samples"] = sum(spill["samples"] for spill in spills if spill["input"] == number)
     manifest = _manifest(settings, tokenizer, image_settings, sources, spills, records, edges)
     manifest.save(out)
     shutil.rmtree(work)
@@ -215,7 +215,7 @@ def _prepare_work_dir(out: Path, settings: dict) -> Path:
             raise ValueError(f"--out {out} is not empty and holds no pack in progress; choose an empty or new directory")
         (work / "tokenized").mkdir(parents=True, exist_ok=True)
         (work / "shards").mkdir(exist_ok=True)
-        settings_path.write_text(json.dumps(settings, indent=1, sort_keys=True))
+        write_atomically(settings_path, json.dumps(settings, indent=1, sort_keys=True).encode())
     return work
 
 
@@ -263,7 +263,7 @@ def _write_shards(options, sequences, documents, write_settings, progress) -> li
         WriteTask(
             shard_index=j,
             sequences=[
-                [documents[d][:2] for d in sequence]
+                [documents[d] for d in sequence]
                 for sequence in sequences[j * options.shard_size : (j + 1) * options.shard_size]
             ],
         )
@@ -286,13 +286,6 @@ def _shard_intact(out: Path, entry) -> bool:
         shard.exists() and index.exists() and shard.stat().st_size == entry.bytes
         and sha256_file(shard) == entry.sha256 and sha256_file(index) == entry.index_sha256
     )
-
-
-def _group_by_input(spills: list[dict], count: int) -> list[list[dict]]:
-    groups = [[] for _ in range(count)]
-    for spill in spills:
-        groups[spill["input"]].append(spill)
-    return groups
 
 
 def _histogram_edges(seq_len: int) -> list[int]:

@@ -31,8 +31,8 @@ class WriteSettings:
     """The packed dataset directory."""
     record_dir: str
     """Where the record of each finished shard goes."""
-    spill_prefixes: list[str]
-    """The first pass's outputs, by spill number."""
+    spills: list[dict]
+    """Per spill number: its path ``prefix`` and its sample shard's ``input``, ``shard``, ``shard_path``."""
     seq_len: int
     pad_id: int
     image_pad_id: int
@@ -46,8 +46,8 @@ class WriteSettings:
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class WriteTask:
     shard_index: int
-    sequences: list[list[tuple[int, int]]]
-    """Per packed sequence, its documents as (spill number, document number in that spill)."""
+    sequences: list[list[tuple[int, dict]]]
+    """Per packed sequence, its documents as (spill number, the document's record in that spill)."""
 
 
 _worker: dict = {}
@@ -55,25 +55,20 @@ _worker: dict = {}
 
 def init_worker(settings: WriteSettings) -> None:
     _worker.clear()
-    _worker.update(settings=settings, spills={})
+    _worker.update(settings=settings, arrays={})
 
 
 def record_path(record_dir: str, shard_index: int) -> str:
     return os.path.join(record_dir, shard_name(shard_index).removesuffix(".tar") + ".json")
 
 
-def _spill(number: int) -> tuple[dict, np.ndarray, np.ndarray]:
-    spills = _worker["spills"]
-    if number not in spills:
-        prefix = _worker["settings"].spill_prefixes[number]
-        with open(prefix + ".docs.json", encoding="utf-8") as file:
-            index = json.load(file)
-        spills[number] = (
-            index,
-            np.load(prefix + ".tokens.npy", mmap_mode="r"),
-            np.load(prefix + ".loss.npy", mmap_mode="r"),
-        )
-    return spills[number]
+def _spill_arrays(number: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens and loss flags of a spill, memory-mapped once per process."""
+    arrays = _worker["arrays"]
+    if number not in arrays:
+        prefix = _worker["settings"].spills[number]["prefix"]
+        arrays[number] = (np.load(prefix + ".tokens.npy", mmap_mode="r"), np.load(prefix + ".loss.npy", mmap_mode="r"))
+    return arrays[number]
 
 
 def write_packed_shard(task: WriteTask) -> dict:
@@ -86,9 +81,9 @@ def write_packed_shard(task: WriteTask) -> dict:
     def samples():
         for number, sequence in enumerate(task.sequences):
             documents, images, provenance = [], [], []
-            for spill_number, document_number in sequence:
-                index, tokens, loss = _spill(spill_number)
-                record = index["documents"][document_number]
+            for spill_number, record in sequence:
+                spill = settings.spills[spill_number]
+                tokens, loss = _spill_arrays(spill_number)
                 start, end = record["offset"], record["offset"] + record["length"]
                 document = Document(
                     tokens=np.array(tokens[start:end]), loss=np.array(loss[start:end]),
@@ -96,12 +91,12 @@ def write_packed_shard(task: WriteTask) -> dict:
                     image_refs=list(range(len(record["image_grids"]))), kind=record["kind"],
                     part=tuple(record["part"]),
                 )
-                where = f"{index['shard_path']} sample {record['key']}"
+                where = f"{spill['shard_path']} sample {record['key']}"
                 for (offset, size), grid in zip(record["image_spans"], document.image_grids):
-                    images.append(_read_png(files, index["shard_path"], offset, size, grid, settings, where))
+                    images.append(_read_png(files, spill["shard_path"], offset, size, grid, settings, where))
                 provenance.append({
                     "kind": record["kind"],
-                    "source": {"input": index["input"], "shard": index["shard"], "key": record["key"]},
+                    "source": {"input": spill["input"], "shard": spill["shard"], "key": record["key"]},
                     "origin": record["origin"],
                     "part": record["part"],
                 })
