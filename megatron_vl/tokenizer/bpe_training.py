@@ -7,7 +7,6 @@ from collections.abc import Iterable
 
 import tokenizers
 from tokenizers import decoders, normalizers, pre_tokenizers, trainers
-from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
 from megatron_vl.tokenizer.hf_tokenizer import HFTokenizer
 from megatron_vl.tokenizer.special_tokens import SPECIAL_TOKENS
@@ -32,6 +31,9 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, *, min_frequency:
             f"vocab size {vocab_size} is below the minimum {min_vocab_size()} "
             f"({BYTE_ALPHABET_SIZE} bytes + {len(SPECIAL_TOKENS)} special tokens); raise --vocab-size"
         )
+    # Imported here: transformers takes seconds to import, and only training needs Qwen2's regex.
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
     tokenizer = tokenizers.Tokenizer(tokenizers.models.BPE())
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
