@@ -60,8 +60,10 @@ def run_ranks(fn, world_size: int, *args, timeout: float = 600, **kwargs) -> lis
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     port = free_port()
+    # Not daemonic: megatron's checkpoint writer starts a multiprocessing manager, which a daemonic
+    # process may not; the finally clause below reaps the ranks instead.
     procs = [
-        ctx.Process(target=_rank_main, args=(rank, world_size, port, fn, args, kwargs, results), daemon=True)
+        ctx.Process(target=_rank_main, args=(rank, world_size, port, fn, args, kwargs, results), daemon=False)
         for rank in range(world_size)
     ]
     for proc in procs:

@@ -14,7 +14,10 @@ its model-parallel RNG tracker. On a machine without a GPU each of these fails.
   is 0, streams and events are inert context managers, the RNG state is the CPU
   generator's);
 * megatron's RNG tracker saves and restores the CPU generator, so forked RNG
-  regions (``get_cuda_rng_tracker().fork()``) behave as they do on a GPU.
+  regions (``get_cuda_rng_tracker().fork()``) behave as they do on a GPU;
+* the backward of custom autograd Functions runs inside the same mode: the autograd
+  engine calls it with an empty torch-function mode stack, and megatron allocates
+  CUDA buffers there (e.g. the reduce-scatter of sequence-parallel linears).
 
 It is switched on only when no GPU is present (``enable_if_no_gpu``) and is a
 no-op on GPU machines. It is process-global and idempotent.
@@ -146,6 +149,19 @@ def _patch_megatron_rng() -> None:
     logging.getLogger(megatron_random.__name__).addFilter(_ForkedRngWarningFilter())
 
 
+def _patch_custom_function_backward() -> None:
+    from torch.autograd.function import BackwardCFunction
+
+    for name in ("apply", "apply_boxed"):
+        original = getattr(BackwardCFunction, name)
+
+        def in_mode(self, *args, _original=original):
+            with _CudaToCpuMode():
+                return _original(self, *args)
+
+        setattr(BackwardCFunction, name, in_mode)
+
+
 def enable() -> None:
     """Redirect megatron-core's CUDA calls to the CPU, for this process, from now on."""
     global _ENABLED, _MODE
@@ -154,6 +170,7 @@ def enable() -> None:
             return
         _patch_torch_cuda()
         _patch_megatron_rng()
+        _patch_custom_function_backward()
         _MODE = _CudaToCpuMode()
         _MODE.__enter__()
         _ENABLED = True
