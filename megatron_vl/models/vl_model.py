@@ -1,0 +1,222 @@
+"""``VLModel``: Qwen2.5-ViT -> projector -> M-RoPE LLM on megatron-core, with TP / SP / PP and packed sequences."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+from megatron.core.packed_seq_params import PackedSeqParams
+from megatron.core.process_groups_config import ProcessGroupCollection
+from megatron.core.tensor_parallel import scatter_to_sequence_parallel_region
+from megatron.core.transformer.enums import ModelType
+from megatron.core.transformer.module import MegatronModule
+
+from megatron_vl.config.model import VLModelConfig
+from megatron_vl.config.parallel import ParallelConfig
+from megatron_vl.models.language import build_language_model
+from megatron_vl.models.packed_attention import packed_seq_params
+from megatron_vl.models.projector import Projector
+from megatron_vl.models.specs import language_block_spec, norm_spec, projector_spec, vision_layer_spec
+from megatron_vl.models.transformer_configs import (
+    language_transformer_config,
+    projector_transformer_config,
+    vision_transformer_config,
+)
+from megatron_vl.models.vision import VisionEncoder
+
+
+class VLModel(MegatronModule):
+    """One pipeline stage of the vision-language model.
+
+    Submodules (also the state-dict prefixes): ``vision_model`` (the ViT) and ``vision_projection`` (the
+    patch merger), both only on the first pipeline stage (``pre_process``), and ``language_model``
+    (megatron's ``GPTModel``; its embedding on the first stage, its output layer on the last).
+
+    ``config`` (the attribute) is the LLM's ``TransformerConfig``, which is what megatron's pipeline
+    schedules and DDP read. A micro-batch of ``b`` packed rows of ``s`` tokens runs as one THD sequence of
+    ``b * s`` tokens, so the tensors passed between pipeline stages are ``[b * s, 1, hidden]``
+    (``[b * s / TP, 1, hidden]`` with sequence parallelism): call the schedule with
+    ``seq_length=b * s, micro_batch_size=1``.
+
+    Freeze parts with ``freeze`` before wrapping the model in megatron's DDP, so that frozen parameters
+    get no gradient buffer and no optimizer state.
+    """
+
+    def __init__(
+        self,
+        config: VLModelConfig,
+        *,
+        parallel: ParallelConfig,
+        pg_collection: ProcessGroupCollection,
+        pre_process: bool = True,
+        post_process: bool = True,
+    ) -> None:
+        config.validate_parallel(parallel)
+        if pg_collection.tp.size() != parallel.tensor_parallel or pg_collection.pp.size() != parallel.pipeline_parallel:
+            raise ValueError(
+                f"pg_collection has TP={pg_collection.tp.size()} PP={pg_collection.pp.size()} but the ParallelConfig "
+                f"says TP={parallel.tensor_parallel} PP={parallel.pipeline_parallel}; build both from the same layout"
+            )
+        language_config = language_transformer_config(config, parallel)
+        super().__init__(config=language_config)
+        self.model_config = config
+        self.pg_collection = pg_collection
+        self.tp_group = pg_collection.tp
+        self.pre_process = pre_process
+        self.post_process = post_process
+        # Read by megatron's pipeline schedules and finalize_model_grads.
+        self.model_type = ModelType.encoder_or_decoder
+        self.share_embeddings_and_output_weights = False
+        pp_rank = pg_collection.pp.rank()
+        self.language_layer_offset = sum(config.layers_per_pipeline_stage(parallel.pipeline_parallel)[:pp_rank])
+
+        self.vision_model = None
+        self.vision_projection = None
+        if pre_process:
+            self.vision_model = VisionEncoder(
+                config.vision, vision_transformer_config(config, parallel), vision_layer_spec(config.vision), pg_collection
+            )
+            self.vision_projection = Projector(
+                config, projector_transformer_config(config, parallel), norm_spec(), projector_spec(), pg_collection
+            )
+        self.language_model = build_language_model(
+            config.language,
+            language_config,
+            language_block_spec(language_config, pp_rank),
+            pg_collection,
+            pre_process=pre_process,
+            post_process=post_process,
+        )
+        assert len(self.language_model.decoder.layers) == config.layers_per_pipeline_stage(parallel.pipeline_parallel)[pp_rank]
+        self._frozen = {"vision": False, "projector": False, "language": False}
+
+    def freeze(self, *, vision: bool = False, projector: bool = False, language: bool = False) -> None:
+        """Set which parts are frozen (``True``) or trained (``False``); each call sets all three.
+
+        Frozen parameters get ``requires_grad=False`` (megatron's DDP then allocates no gradient buffer for
+        them); a frozen ViT runs under ``torch.no_grad()``, and so does the projector when both are frozen.
+        Gradients still flow through a frozen LLM into a trained projector.
+        """
+        self._frozen = {"vision": vision, "projector": projector, "language": language}
+        for part, frozen in (
+            (self.vision_model, vision),
+            (self.vision_projection, projector),
+            (self.language_model, language),
+        ):
+            if part is not None:
+                for param in part.parameters():
+                    param.requires_grad_(not frozen)
+
+    def set_input_tensor(self, input_tensor) -> None:
+        """Hidden states from the previous pipeline stage (called by megatron's pipeline schedules)."""
+        self.language_model.set_input_tensor(input_tensor)
+
+    def encode_images(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
+        """ViT + projector: one LLM embedding per merged patch group [num_image_tokens, hidden], images in order.
+
+        ``pixel_values`` [num_patches, 3*2*14*14]: the image processor's flattened patches of all images;
+        ``image_grid_thw`` [num_images, 3]: each image's (frames, rows, columns) in patches.
+        """
+        assert self.pre_process, "the ViT lives on the first pipeline stage"
+        frozen = self._frozen
+        with torch.no_grad() if frozen["vision"] else nullcontext():
+            features = self.vision_model(pixel_values, image_grid_thw)
+        with torch.no_grad() if frozen["vision"] and frozen["projector"] else nullcontext():
+            return self.vision_projection(features)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None,
+        position_ids: torch.Tensor,
+        *,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        cu_seqlens: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run this pipeline stage on one micro-batch of ``b`` packed rows of ``s`` tokens.
+
+        Args:
+            input_ids: [b, s] token ids with one ``image_token_id`` per merged image token (first stage).
+            position_ids: [3, b, s] M-RoPE (t, h, w) positions, restarting at 0 for each document.
+            pixel_values: [num_patches, 3*2*14*14] HF's flattened patches of every image in the micro-batch,
+                in order of appearance (first stage; None for text only).
+            image_grid_thw: [num_images, 3] each image's (frames, rows, columns) in patches.
+            cu_seqlens: int [num_segments + 1] document boundaries as offsets into the ``b * s`` tokens read
+                row by row; must include every row boundary (padding at the end of a row is its own
+                segment). None: each row is one document. Attention never crosses a boundary.
+            labels: [b, s] target ids (valid ids everywhere; masking is the loss function's job).
+
+        Returns:
+            last stage with labels: per-token cross-entropy [b, s] (float32);
+            last stage without labels: logits [b, s, vocab_size] gathered over TP;
+            other stages: hidden states for the next stage.
+        """
+        if position_ids.dim() != 3 or position_ids.shape[0] != 3:
+            raise ValueError(f"position_ids must be [3, b, s] M-RoPE positions, got shape {tuple(position_ids.shape)}")
+        batch, seq = position_ids.shape[1:]
+        tokens = batch * seq
+        if self.config.sequence_parallel and tokens % self.tp_group.size():
+            raise ValueError(
+                f"sequence parallelism splits the {batch} x {seq} tokens of a micro-batch over {self.tp_group.size()} "
+                "TP ranks; pad the packed sequence length to a multiple of the TP size"
+            )
+        segments = self._segments(cu_seqlens, batch, seq, position_ids.device)
+        decoder_input = None
+        if self.pre_process:
+            decoder_input = self._embed(input_ids.reshape(1, tokens), pixel_values, image_grid_thw)
+        output = self.language_model(
+            input_ids=None,
+            position_ids=position_ids.reshape(3, 1, tokens),
+            attention_mask=None,
+            decoder_input=decoder_input,
+            labels=None if labels is None else labels.reshape(1, tokens),
+            packed_seq_params=segments,
+            runtime_gather_output=labels is None,
+        )
+        if not self.post_process:
+            return output
+        if labels is not None:
+            return output.reshape(batch, seq)
+        return output.reshape(batch, seq, -1)[..., : self.model_config.language.vocab_size]
+
+    def _segments(self, cu_seqlens, batch: int, seq: int, device) -> PackedSeqParams:
+        tokens = batch * seq
+        if cu_seqlens is None:
+            return packed_seq_params(torch.arange(0, tokens + 1, seq, device=device))
+        bounds = cu_seqlens.tolist()
+        problem = None
+        if cu_seqlens.dim() != 1 or bounds[0] != 0 or bounds[-1] != tokens:
+            problem = f"it must be 1-D, start at 0 and end at b * s = {tokens}"
+        elif any(later <= earlier for earlier, later in zip(bounds, bounds[1:])):
+            problem = "it must be strictly increasing"
+        elif not set(range(0, tokens, seq)) <= set(bounds):
+            problem = f"it must contain every row boundary (multiples of s = {seq}): a document cannot span two rows"
+        if problem:
+            raise ValueError(f"cu_seqlens {bounds} is not a segmentation of the micro-batch: {problem}")
+        return packed_seq_params(cu_seqlens.to(device))
+
+    def _embed(self, input_ids: torch.Tensor, pixel_values, image_grid_thw) -> torch.Tensor:
+        """Token embeddings [b*s, 1, hidden] with image placeholders replaced, scattered for SP."""
+        embeddings = self.language_model.embedding(input_ids=input_ids, position_ids=None)
+        placeholders = input_ids[0] == self.model_config.image_token_id
+        num_placeholders = int(placeholders.sum())
+        if pixel_values is None:
+            if num_placeholders:
+                raise ValueError(
+                    f"the micro-batch has {num_placeholders} image placeholder tokens "
+                    f"(id {self.model_config.image_token_id}) but no pixel_values"
+                )
+        else:
+            if image_grid_thw is None:
+                raise ValueError("pixel_values were given without image_grid_thw; pass each image's (t, h, w) grid")
+            image_embeddings = self.encode_images(pixel_values, image_grid_thw).to(embeddings.dtype)
+            if image_embeddings.shape[0] != num_placeholders:
+                raise ValueError(
+                    f"the images give {image_embeddings.shape[0]} image tokens but input_ids has {num_placeholders} "
+                    f"placeholders (id {self.model_config.image_token_id}); each image needs t*h*w/merge² of them"
+                )
+            embeddings = embeddings.masked_scatter(placeholders[:, None, None], image_embeddings)
+        if self.config.sequence_parallel:
+            embeddings = scatter_to_sequence_parallel_region(embeddings, group=self.tp_group)
+        return embeddings
