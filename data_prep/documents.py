@@ -22,12 +22,11 @@ import dataclasses
 
 import numpy as np
 
+from data_prep.raw_schema import KINDS
 from megatron_vl.data.images import ImageSettings, num_vision_tokens
 from megatron_vl.tokenizer import Tokenizer
 
-KINDS = ("caption", "interleaved", "ocr", "grounding", "cot", "text")
 LONG_DOC_POLICIES = ("split", "drop")
-DROP_REASONS = ("longer_than_seq_len", "image_longer_than_seq_len")
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -1,0 +1,201 @@
+"""Data-preparation benchmark: packing efficiency, ingest / pack throughput, image preprocessing speed.
+
+1. Packing efficiency (non-padding token fraction) at 8K and 32K on a synthetic length mix drawn
+   to look like the pre-training data: captions with 64-1300 image tokens, OCR pages, interleaved
+   documents, long chains of thought up to 16K tokens, plain text. Documents longer than the
+   sequence are split into sequence-long parts first, the same for every method. Compared: one
+   document per sequence, greedy in-order packing (next fit in shuffled order) and pack's plan
+   (seeded shuffle, best-fit decreasing in sorted windows).
+2. Throughput of ingest and pack on the demo corpus (samples per second per process).
+3. Image preprocessing against transformers' Qwen2VLImageProcessorPil on drawn photos of
+   640x480 to 2048x1536 pixels: ours (resize_image + patchify) vs the processor, as a ratio.
+
+Run by hand: ``python benchmarks/data_prep.py`` (about a minute); see --help for sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data_prep import demo_corpus, ingest, pack, train_tokenizer  # noqa: E402
+from data_prep.packing import plan_sequences, token_utilisation  # noqa: E402
+from megatron_vl.data.images import ImageSettings, patchify, resize_image  # noqa: E402
+
+TARGET_UTILISATION = 0.99
+TARGET_PREPROCESSING_SPEEDUP = 2.0
+
+
+def document_lengths(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Token lengths and kinds of ``count`` documents of the pre-training mix."""
+    kinds = np.array(["caption", "ocr", "interleaved", "cot", "text"])
+    kind = rng.choice(len(kinds), size=count, p=[0.5, 0.15, 0.15, 0.1, 0.1])
+    image_tokens = lambda size: rng.integers(64, 1301, size)  # noqa: E731
+    caption = image_tokens(count) + rng.integers(8, 120, count) + 3
+    ocr = rng.integers(600, 3000, count) + rng.integers(100, 2000, count) + 3
+    interleaved = sum(image_tokens(count) + 2 for _ in range(4)) + rng.integers(200, 3000, count) + 1
+    cot = np.clip(rng.lognormal(np.log(2500), 0.9, count), 300, 16384).astype(np.int64)
+    text = np.clip(rng.lognormal(np.log(600), 1.2, count), 20, 12000).astype(np.int64)
+    lengths = np.choose(kind, [caption, ocr, interleaved, cot, text])
+    return lengths, kinds[kind]
+
+
+def split_to(lengths: np.ndarray, seq_len: int) -> np.ndarray:
+    parts = [np.full(length // seq_len, seq_len) for length in lengths[lengths > seq_len]]
+    rests = np.where(lengths > seq_len, lengths % seq_len, lengths)
+    return np.concatenate([rests[rests > 0], *parts])
+
+
+def greedy_in_order(lengths: np.ndarray, seq_len: int, seed: int) -> list[list[int]]:
+    sequences, current, room = [], [], seq_len
+    for document in np.random.default_rng(seed).permutation(len(lengths)).tolist():
+        if lengths[document] > room:
+            sequences.append(current)
+            current, room = [], seq_len
+        current.append(document)
+        room -= int(lengths[document])
+    return sequences + [current]
+
+
+def packing_efficiency(count: int, window: int) -> list[tuple]:
+    rows = []
+    raw, _ = document_lengths(count, np.random.default_rng(0))
+    for seq_len in (8192, 32768):
+        lengths = split_to(raw, seq_len)
+        one_each = [[i] for i in range(len(lengths))]
+        greedy = greedy_in_order(lengths, seq_len, seed=0)
+        started = time.perf_counter()
+        planned = plan_sequences(lengths, seq_len=seq_len, seed=0, window=window)
+        seconds = time.perf_counter() - started
+        rows.append((seq_len, len(lengths), *(token_utilisation(lengths, s, seq_len) for s in
+                                              (one_each, greedy, planned)), len(planned), seconds))
+    return rows
+
+
+def throughput(samples_per_kind: int, workers: int) -> list[tuple]:
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        root = Path(root)
+        call(demo_corpus, "--out", root / "raw", "--samples-per-kind", samples_per_kind, "--long-samples",
+             max(samples_per_kind // 10, 1), "--workers", workers)
+        call(train_tokenizer, "--input", root / "raw", "--vocab-size", 4096, "--out", root / "tok")
+        documents = sum(1 for path in (root / "raw").glob("*.jsonl") for _ in open(path))
+        for count in sorted({1, workers}):
+            seconds = call(ingest, "--input", root / "raw", "--out", root / f"shards{count}", "--workers", count,
+                           "--shard-size", 200)
+            rows.append(("ingest", count, documents, seconds))
+        for count in sorted({1, workers}):
+            seconds = call(pack, "--input", root / "shards1", "--tokenizer", root / "tok", "--out",
+                           root / f"packed{count}", "--seq-len", 8192, "--shard-size", 16, "--workers", count)
+            rows.append(("pack", count, documents, seconds))
+    return rows
+
+
+def call(module, *argv) -> float:
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    args = parser.parse_args([str(arg) for arg in argv])
+    with open(os.devnull, "w") as quiet:
+        stdout, stderr = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = quiet
+        try:
+            started = time.perf_counter()
+            assert module.run(args) == 0
+            return time.perf_counter() - started
+        finally:
+            sys.stdout, sys.stderr = stdout, stderr
+
+
+def photo(height: int, width: int, seed: int) -> Image.Image:
+    """A smooth picture with shapes: compresses and resizes like a photograph, unlike noise."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None] * rng.random(3)
+    ramp = ramp + np.linspace(0, 255, height, dtype=np.float32)[:, None, None] * rng.random(3)
+    image = Image.fromarray(np.clip(ramp / 2, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(30):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        size = int(rng.integers(20, max(height, width) // 4))
+        draw.ellipse((x, y, x + size, y + size), fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    return image.filter(ImageFilter.GaussianBlur(2))
+
+
+def preprocessing(count: int) -> list[tuple]:
+    from transformers import Qwen2VLImageProcessorPil
+
+    processor = Qwen2VLImageProcessorPil()
+    settings = ImageSettings()
+    sizes = [(480, 640), (768, 1024), (1080, 1920), (1536, 2048)]
+    images = [photo(*sizes[i % len(sizes)], seed=i) for i in range(count)]
+    rows = []
+
+    def ours():
+        for image in images:
+            patchify(resize_image(image, settings), settings)
+
+    def patchify_only(resized=[resize_image(image, settings) for image in images]):
+        for pixels in resized:
+            patchify(pixels, settings)
+
+    def hf():
+        for image in images:
+            processor(images=[image], return_tensors="np")
+
+    timings = {name: best_of(function) for name, function in
+               (("hf", hf), ("ours", ours), ("patchify", patchify_only))}
+    rows.append(("resize + patchify (ours) vs processor", timings["hf"] / timings["ours"], timings, count))
+    rows.append(("patchify of stored image (loader) vs processor", timings["hf"] / timings["patchify"], timings,
+                 count))
+    return rows
+
+
+def best_of(function, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--documents", type=int, default=200_000, help="documents in the length mix")
+    parser.add_argument("--window", type=int, default=10_000, help="pack's --window")
+    parser.add_argument("--samples-per-kind", type=int, default=200, help="demo corpus size for throughput")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the multi-process throughput rows")
+    parser.add_argument("--images", type=int, default=12, help="photos for the preprocessing comparison")
+    args = parser.parse_args()
+
+    print(f"\n1. packing efficiency (non-padding tokens / all tokens), {args.documents} documents, "
+          f"window {args.window}; target >= {TARGET_UTILISATION:.0%}")
+    print(f"{'seq_len':>8}{'docs':>9}{'one per seq':>13}{'greedy':>10}{'pack':>10}{'sequences':>11}{'plan s':>8}  ok")
+    for seq_len, docs, one, greedy, planned, sequences, seconds in packing_efficiency(args.documents, args.window):
+        print(f"{seq_len:>8}{docs:>9}{one:>13.4f}{greedy:>10.4f}{planned:>10.4f}{sequences:>11}{seconds:>8.2f}  "
+              f"{'yes' if planned >= TARGET_UTILISATION else 'NO'}")
+
+    print(f"\n2. throughput on the demo corpus ({args.samples_per_kind} documents per kind, seq_len 8192 for pack)")
+    print(f"{'step':<8}{'workers':>8}{'samples':>9}{'seconds':>9}{'samples/s':>11}{'per process':>13}")
+    for step, workers, samples, seconds in throughput(args.samples_per_kind, args.workers):
+        print(f"{step:<8}{workers:>8}{samples:>9}{seconds:>9.2f}{samples / seconds:>11.1f}"
+              f"{samples / seconds / workers:>13.1f}")
+
+    print(f"\n3. image preprocessing, {args.images} photos of 640x480 to 2048x1536 "
+          f"(target >= {TARGET_PREPROCESSING_SPEEDUP:.0f}x the processor)")
+    print(f"{'comparison':<50}{'processor s':>12}{'ours s':>9}{'speedup':>9}")
+    for name, ratio, timings, _ in preprocessing(args.images):
+        ours = timings["ours"] if name.startswith("resize") else timings["patchify"]
+        print(f"{name:<50}{timings['hf']:>12.3f}{ours:>9.3f}{ratio:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
