@@ -11,19 +11,19 @@ second pass copies their bytes straight from the sample shard.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
 import tarfile
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
 from data_prep.documents import fit_to_seq_len, tokenize_sample
 from megatron_vl.data.images import ImageSettings
-from megatron_vl.data.packed_format import npy_bytes, write_atomically
+from megatron_vl.data.packed_format import npy_bytes, sha256_file, write_atomically
 from megatron_vl.tokenizer import Tokenizer, load_tokenizer
 
 IMAGE_MEMBER = re.compile(r"img(\d+)\.png")
@@ -133,13 +133,10 @@ def _save_array(path: str, parts: list[np.ndarray], dtype) -> None:
 
 
 def _check_sha256(path: str, expected: str) -> None:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 22), b""):
-            digest.update(block)
-    if digest.hexdigest() != expected:
+    actual = sha256_file(Path(path))
+    if actual != expected:
         raise ValueError(
-            f"{path}: sha256 {digest.hexdigest()} differs from {expected} in its ingest_manifest.json; the shard "
+            f"{path}: sha256 {actual} differs from {expected} in its ingest_manifest.json; the shard "
             "changed or is damaged since ingest: re-run ingest for that dataset"
         )
 

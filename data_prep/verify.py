@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import collections
 import re
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from tqdm import tqdm
 
 from megatron_vl.data.mrope import mrope_position_ids
 from megatron_vl.data.packed_format import (
-    MANIFEST_NAME, KindStats, PackedDataset, PackedManifest, PackedSample, index_name, sha256_file,
+    MANIFEST_NAME, KindStats, PackedDataset, PackedManifest, PackedSample, index_name, png_size, sha256_file,
 )
 
 LISTED_FILE = re.compile(r"packed-\d{6}(\.tar|\.index\.npy)")
@@ -143,7 +142,7 @@ def sample_problems(sample: PackedSample, manifest: PackedManifest, totals: dict
     if np.any(sample.tokens[tail] != pad) or np.any(sample.labels[tail] != pad) or np.any(sample.loss_mask[tail]):
         problems.append("padding holds tokens, labels or loss other than the pad id and 0")
     for k, (image, (t, h, w)) in enumerate(zip(sample.images, sample.image_grid_thw)):
-        size = struct.unpack(">II", image[16:24])[::-1] if image[12:16] == b"IHDR" else None
+        size = png_size(image)
         if size != (h * patch, w * patch):
             problems.append(f"image {k}: PNG size {size} does not match its grid {(t, h, w)}")
     return problems

@@ -11,16 +11,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import struct
 from collections import defaultdict
 
 import numpy as np
 
 from data_prep.documents import Document
 from data_prep.sequences import assemble_sequence
-from megatron_vl.data.packed_format import KindStats, ShardEntry, sample_key, shard_name, write_atomically, write_shard
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+from megatron_vl.data.packed_format import (
+    KindStats, ShardEntry, png_size, sample_key, shard_name, write_atomically, write_shard,
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -34,18 +33,27 @@ class WriteSettings:
     spills: list[dict]
     """Per spill number: its path ``prefix`` and its sample shard's ``input``, ``shard``, ``shard_path``."""
     seq_len: int
+    """Tokens per packed sequence."""
     pad_id: int
+    """Id of padding tokens and labels."""
     image_pad_id: int
+    """``<|image_pad|>``: one per merged vision token."""
     vision_start_id: int
+    """``<|vision_start|>``: precedes each image's placeholders."""
     patch_size: int
+    """ViT patch side in pixels (image grid = pixels / patch_size)."""
     merge_size: int
+    """Patches merged per side into one LLM token."""
     histogram_edges: list[int]
     """Document length buckets of the manifest's histogram."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class WriteTask:
+    """One packed shard to write."""
+
     shard_index: int
+    """Its number (packed-NNNNNN.tar)."""
     sequences: list[list[tuple[int, dict]]]
     """Per packed sequence, its documents as (spill number, the document's record in that spill)."""
 
@@ -71,6 +79,28 @@ def _spill_arrays(number: int) -> tuple[np.ndarray, np.ndarray]:
     return arrays[number]
 
 
+def _load_document(spill_number: int, record: dict, files: dict) -> tuple[Document, list[bytes], dict]:
+    """A planned document: its tokens from the spill, its images' PNG bytes, its provenance."""
+    spill = _worker["settings"].spills[spill_number]
+    tokens, loss = _spill_arrays(spill_number)
+    start, end = record["offset"], record["offset"] + record["length"]
+    grids = [tuple(grid) for grid in record["image_grids"]]
+    document = Document(
+        tokens=np.array(tokens[start:end]), loss=np.array(loss[start:end]), image_grids=grids,
+        image_refs=list(range(len(grids))), kind=record["kind"], part=tuple(record["part"]),
+    )
+    where = f"{spill['shard_path']} sample {record['key']}"
+    images = [_read_png(files, spill["shard_path"], offset, size, grid, where)
+              for (offset, size), grid in zip(record["image_spans"], grids)]
+    provenance = {
+        "kind": record["kind"],
+        "source": {"input": spill["input"], "shard": spill["shard"], "key": record["key"]},
+        "origin": record["origin"],
+        "part": record["part"],
+    }
+    return document, images, provenance
+
+
 def write_packed_shard(task: WriteTask) -> dict:
     """Write one packed shard; returns its record (manifest entry and token counts)."""
     settings: WriteSettings = _worker["settings"]
@@ -82,37 +112,23 @@ def write_packed_shard(task: WriteTask) -> dict:
         for number, sequence in enumerate(task.sequences):
             documents, images, provenance = [], [], []
             for spill_number, record in sequence:
-                spill = settings.spills[spill_number]
-                tokens, loss = _spill_arrays(spill_number)
-                start, end = record["offset"], record["offset"] + record["length"]
-                document = Document(
-                    tokens=np.array(tokens[start:end]), loss=np.array(loss[start:end]),
-                    image_grids=[tuple(grid) for grid in record["image_grids"]],
-                    image_refs=list(range(len(record["image_grids"]))), kind=record["kind"],
-                    part=tuple(record["part"]),
-                )
-                where = f"{spill['shard_path']} sample {record['key']}"
-                for (offset, size), grid in zip(record["image_spans"], document.image_grids):
-                    images.append(_read_png(files, spill["shard_path"], offset, size, grid, settings, where))
-                provenance.append({
-                    "kind": record["kind"],
-                    "source": {"input": spill["input"], "shard": spill["shard"], "key": record["key"]},
-                    "origin": record["origin"],
-                    "part": record["part"],
-                })
+                document, document_images, document_provenance = _load_document(spill_number, record, files)
                 documents.append(document)
-                kind = stats[record["kind"]]
-                kind.add(KindStats(
-                    documents=1, tokens=len(document), images=len(document.image_grids),
-                    image_tokens=int(np.sum(document.tokens == settings.image_pad_id)),
-                    loss_tokens=int(document.loss[1:].sum()),
-                ))
-                lengths.append(len(document))
-            yield sample_key(task.shard_index, number), assemble_sequence(
+                images += document_images
+                provenance.append(document_provenance)
+            sample = assemble_sequence(
                 documents, images, provenance, seq_len=settings.seq_len, pad_id=settings.pad_id,
                 image_pad_id=settings.image_pad_id, vision_start_id=settings.vision_start_id,
                 spatial_merge_size=settings.merge_size,
             )
+            for document, record in zip(documents, sample.documents):
+                stats[document.kind].add(KindStats(
+                    documents=1, tokens=len(document), images=len(document.image_grids),
+                    image_tokens=int(np.sum(document.tokens == settings.image_pad_id)),
+                    loss_tokens=record["loss_tokens"],
+                ))
+                lengths.append(len(document))
+            yield sample_key(task.shard_index, number), sample
 
     try:
         entry = write_shard(os.path.join(settings.out_dir, shard_name(task.shard_index)), samples())
@@ -140,20 +156,20 @@ def read_record(record_dir: str, shard_index: int) -> dict | None:
     return record
 
 
-def _read_png(files: dict, path: str, offset: int, size: int, grid, settings: WriteSettings, where: str) -> bytes:
+def _read_png(files: dict, path: str, offset: int, size: int, grid, where: str) -> bytes:
+    settings: WriteSettings = _worker["settings"]
     if path not in files:
         files[path] = open(path, "rb")
     file = files[path]
     file.seek(offset)
     payload = file.read(size)
-    # The PNG header holds width then height (big-endian) right after the signature and IHDR tag.
-    if len(payload) != size or payload[:8] != PNG_SIGNATURE or payload[12:16] != b"IHDR":
+    size_in_header = png_size(payload)
+    if len(payload) != size or size_in_header is None:
         raise ValueError(f"{where}: an image member is not a PNG file; the shard is damaged, re-run ingest")
-    width, height = struct.unpack(">II", payload[16:24])
     expected = (grid[1] * settings.patch_size, grid[2] * settings.patch_size)
-    if (height, width) != expected:
+    if size_in_header != expected:
         raise ValueError(
-            f"{where}: image is {height}x{width} pixels but its JSON says {expected[0]}x{expected[1]}; "
-            "re-run ingest"
+            f"{where}: image is {size_in_header[0]}x{size_in_header[1]} pixels but its JSON says "
+            f"{expected[0]}x{expected[1]}; re-run ingest"
         )
     return payload

@@ -26,6 +26,7 @@ import io
 import json
 import os
 import re
+import struct
 import tarfile
 from pathlib import Path
 from typing import Iterable
@@ -62,6 +63,14 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a PNG file's header, without decoding it; None if it is not a PNG."""
+    if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return height, width
 
 
 def write_atomically(path: str | Path, payload: bytes) -> None:
