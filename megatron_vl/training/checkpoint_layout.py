@@ -1,0 +1,107 @@
+"""Where a run's checkpoints live on disk: the contract between training and ``checkpoints_tools``.
+
+::
+
+    CHECKPOINT_ROOT/
+        latest_checkpointed_iteration.txt   the newest complete iteration; written last, atomically
+        iter_0001200/                       one megatron-core ``dist_checkpointing`` checkpoint
+            megatron_vl_run.json            the resolved run: model config, parallel layout, stage, ...
+            tokenizer/                      the tokenizer the run trained with (HF tokenizer.json layout)
+            ...                             dist_checkpointing's own files (metadata.json, *.distcp, common.pt)
+        iter_0001400.partial/               a save in progress (or one cut off by a crash): never loaded
+
+Inside the dist checkpoint, the model's tensors are stored under the keys of
+``VLModel.sharded_state_dict()`` (no prefix), in the ``model`` entry of the saved state dict; other
+entries (``optimizer``, ``scheduler``, ``loader``, ``rng``, ...) belong to training. A checkpoint that
+holds only ``model`` (what ``checkpoints_tools.from_hf`` writes) is a valid starting point for a stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+LATEST_FILE = "latest_checkpointed_iteration.txt"
+RUN_FILE = "megatron_vl_run.json"
+TOKENIZER_DIR = "tokenizer"
+PARTIAL_SUFFIX = ".partial"
+_ITERATION_DIR = re.compile(r"iter_(\d{7,})")
+
+
+def iteration_dir(root: str | Path, iteration: int) -> Path:
+    return Path(root) / f"iter_{iteration:07d}"
+
+
+def partial_dir(root: str | Path, iteration: int) -> Path:
+    """Where a save of ``iteration`` is written before it is renamed into place."""
+    return Path(root) / f"iter_{iteration:07d}{PARTIAL_SUFFIX}"
+
+
+def complete_iterations(root: str | Path) -> list[int]:
+    """Iterations with a complete checkpoint directory under ``root``, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        match = _ITERATION_DIR.fullmatch(entry.name)
+        if match and (entry / RUN_FILE).is_file():
+            found.append(int(match.group(1)))
+    return sorted(found)
+
+
+def read_latest_iteration(root: str | Path) -> int | None:
+    """The iteration the ``latest`` marker names, or None when ``root`` holds no checkpoint yet."""
+    marker = Path(root) / LATEST_FILE
+    if not marker.is_file():
+        return None
+    text = marker.read_text().strip()
+    if not text.isdigit():
+        raise ValueError(f"{marker} should hold an iteration number, found {text!r}; delete it or fix it by hand")
+    return int(text)
+
+
+def write_latest_iteration(root: str | Path, iteration: int) -> None:
+    """Point the ``latest`` marker at ``iteration``; atomic, so a crash leaves the previous marker."""
+    marker = Path(root) / LATEST_FILE
+    temporary = marker.with_name(marker.name + ".tmp")
+    with open(temporary, "w") as file:
+        file.write(f"{iteration}\n")
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, marker)
+
+
+def resolve_checkpoint(root: str | Path, iteration: int | None = None) -> tuple[Path, int]:
+    """The directory of ``iteration`` (default: the ``latest`` marker's) and its iteration number."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"checkpoint directory {root} does not exist")
+    if iteration is None:
+        iteration = read_latest_iteration(root)
+        if iteration is None:
+            raise ValueError(
+                f"{root} has no {LATEST_FILE}: it is not a megatron-vl checkpoint directory, or no save finished"
+            )
+    directory = iteration_dir(root, iteration)
+    if not (directory / RUN_FILE).is_file():
+        available = complete_iterations(root)
+        raise ValueError(f"{root} has no complete checkpoint for iteration {iteration}; available: {available}")
+    return directory, iteration
+
+
+def read_run_record(checkpoint_dir: str | Path) -> dict:
+    """The run record (``megatron_vl_run.json``) saved with one checkpoint."""
+    path = Path(checkpoint_dir) / RUN_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing: {checkpoint_dir} is not a complete megatron-vl checkpoint") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); the checkpoint is corrupt") from None
+
+
+def write_run_record(checkpoint_dir: str | Path, record: dict) -> None:
+    (Path(checkpoint_dir) / RUN_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
