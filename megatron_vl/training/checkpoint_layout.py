@@ -14,6 +14,17 @@ Inside the dist checkpoint, the model's tensors are stored under the keys of
 ``VLModel.sharded_state_dict()`` (no prefix), in the ``model`` entry of the saved state dict; other
 entries (``optimizer``, ``scheduler``, ``loader``, ``rng``, ...) belong to training. A checkpoint that
 holds only ``model`` (what ``checkpoints_tools.from_hf`` writes) is a valid starting point for a stage.
+
+The run record (``megatron_vl_run.json``) holds at least:
+
+* ``format_version``: 1;
+* ``model``: ``config_to_dict(VLModelConfig)``, enough to rebuild the model at any layout;
+* ``parallel``: ``config_to_dict(ParallelConfig)`` of the ranks that saved it;
+* ``iteration``: the iteration number;
+* ``image_settings``: ``dataclasses.asdict(ImageSettings)`` of the data the model saw (for the HF processor);
+* ``tokenizer_fingerprint``: the fingerprint of ``tokenizer/`` (None when no tokenizer is stored);
+* ``written_by``: ``"training"`` or ``"checkpoints_tools.from_hf"``; training adds its own fields
+  (stage, consumed tokens per kind, the resolved recipe).
 """
 
 from __future__ import annotations
