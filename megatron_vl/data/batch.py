@@ -1,0 +1,91 @@
+"""One micro-batch as the model takes it: packed rows of tokens, their document boundaries and image patches."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+import numpy as np
+import torch
+
+from megatron_vl.data.packed_format import PackedSample
+
+
+@dataclasses.dataclass(kw_only=True)
+class VLBatch:
+    """``b`` packed sequences of ``s`` tokens and the patches of all their images."""
+
+    tokens: torch.Tensor
+    """int64 [b, s] token ids, one ``<|image_pad|>`` per merged vision token."""
+    labels: torch.Tensor
+    """int64 [b, s] next token of the same document (the pad id where there is none)."""
+    loss_mask: torch.Tensor
+    """float32 [b, s] 1 where the label counts in the loss: document text, never images, padding or prompts."""
+    position_ids: torch.Tensor
+    """int64 [3, b, s] M-RoPE (t, h, w) positions, restarting at 0 for each document."""
+    cu_seqlens: torch.Tensor
+    """int32 [n + 1] segment boundaries over the b * s tokens read row by row: each document is a
+    segment, and so is the padding at the end of a row."""
+    max_seqlen: int
+    """Length of the longest segment."""
+    pixel_values: torch.Tensor
+    """float32 [num_patches, 3 * 2 * 14 * 14] the image processor's patches of every image, in order."""
+    image_grid_thw: torch.Tensor
+    """int64 [num_images, 3] each image's (frames, rows, columns) in patches."""
+    loss_tokens_per_kind: dict[str, int]
+    """Tokens in the loss per data kind (caption, interleaved, ...) of the documents they belong to."""
+    sample_ids: list[tuple[int, int]]
+    """(dataset number, sample index in that dataset) of each row: where the row came from."""
+
+    @property
+    def num_loss_tokens(self) -> int:
+        return sum(self.loss_tokens_per_kind.values())
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "VLBatch":
+        """The same batch with every tensor on ``device``."""
+        moved = {
+            field.name: value.to(device, non_blocking=non_blocking) if isinstance(value, torch.Tensor) else value
+            for field in dataclasses.fields(self)
+            for value in [getattr(self, field.name)]
+        }
+        return VLBatch(**moved)
+
+
+def segment_lengths(sample: PackedSample) -> list[int]:
+    """Attention segments of one row: its documents, then its padding tail if it has one."""
+    lengths = sample.seq_lens.tolist()
+    return lengths + [sample.num_padding] if sample.num_padding else lengths
+
+
+def loss_tokens_per_kind(sample: PackedSample) -> Counter:
+    """Loss tokens of each document of ``sample``, summed per data kind."""
+    counts = Counter()
+    for document, start, end in zip(sample.documents, sample.cu_seqlens[:-1], sample.cu_seqlens[1:]):
+        counts[document["kind"]] += int(sample.loss_mask[start:end].sum())
+    return counts
+
+
+def build_batch(
+    samples: list[PackedSample], patches: list[np.ndarray], sample_ids: list[tuple[int, int]]
+) -> VLBatch:
+    """Stack packed samples into one micro-batch; ``patches[i]`` holds the patches of all images of
+    ``samples[i]`` (float32 [its patches, patch_dim]), in order."""
+    seq_len = samples[0].seq_len
+    assert all(sample.seq_len == seq_len for sample in samples) and len(patches) == len(samples)
+    segments = [length for sample in samples for length in segment_lengths(sample)]
+    kinds = Counter()
+    for sample in samples:
+        kinds.update(loss_tokens_per_kind(sample))
+    grids = [grid for sample in samples for grid in sample.image_grid_thw]
+    return VLBatch(
+        tokens=torch.from_numpy(np.stack([sample.tokens for sample in samples]).astype(np.int64)),
+        labels=torch.from_numpy(np.stack([sample.labels for sample in samples]).astype(np.int64)),
+        loss_mask=torch.from_numpy(np.stack([sample.loss_mask for sample in samples]).astype(np.float32)),
+        position_ids=torch.from_numpy(np.stack([sample.position_ids for sample in samples], axis=1).astype(np.int64)),
+        cu_seqlens=torch.from_numpy(np.concatenate([[0], np.cumsum(segments)]).astype(np.int32)),
+        max_seqlen=max(segments),
+        pixel_values=torch.from_numpy(np.concatenate(patches)),
+        image_grid_thw=torch.tensor(grids, dtype=torch.int64).reshape(len(grids), 3),
+        loss_tokens_per_kind=dict(sorted(kinds.items())),
+        sample_ids=list(sample_ids),
+    )

@@ -1,0 +1,29 @@
+"""Opening a packed dataset for a run, refusing one made for another sequence length, tokenizer or images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from megatron_vl.data.images import ImageSettings
+from megatron_vl.data.packed_format import PackedDataset
+
+
+def open_compatible_dataset(
+    directory: str | Path, *, seq_len: int, tokenizer_fingerprint: str, image_settings: ImageSettings
+) -> PackedDataset:
+    """The packed dataset in ``directory``, after checking its manifest against the run's settings."""
+    try:
+        dataset = PackedDataset(Path(directory))
+        dataset.manifest.check_compatible(
+            seq_len=seq_len, tokenizer_fingerprint=tokenizer_fingerprint, image_settings=image_settings.to_dict()
+        )
+    except ValueError as error:
+        raise ValueError(f"packed dataset {directory}: {error}") from None
+    if "<|image_pad|>" not in dataset.manifest.special_ids:
+        raise ValueError(
+            f"packed dataset {directory}: its manifest records no <|image_pad|> id; re-pack it with this "
+            "version's `python -m data_prep pack`"
+        )
+    if len(dataset) == 0:
+        raise ValueError(f"packed dataset {directory} holds no samples; leave it out or re-pack it")
+    return dataset

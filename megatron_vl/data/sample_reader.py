@@ -1,0 +1,141 @@
+"""Reading planned micro-batches from packed datasets: fetch, check, decode images into patches, stack.
+
+A ``MicroBatchPlan`` names, for every row, the sample to read and the samples that replace it if
+it is corrupt (for training: the ones after it in its dataset's shuffled epoch order). ``MicroBatchReader`` is a
+map-style torch ``Dataset`` indexed by plans, so a ``DataLoader`` with any number of worker
+processes returns the micro-batches in plan order: the worker count never changes the batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from megatron_vl.data.batch import VLBatch, build_batch
+from megatron_vl.data.blending import StreamCursor
+from megatron_vl.data.images import ImageSettings, load_image, patchify
+from megatron_vl.data.packed_format import PackedDataset, PackedSample
+
+# What a damaged sample raises while it is read and decoded (PIL raises SyntaxError for broken PNG chunks).
+READ_ERRORS = (ValueError, OSError, SyntaxError, EOFError, zlib.error)
+
+
+@dataclasses.dataclass(frozen=True)
+class SlotPlan:
+    """One row of a micro-batch: ``candidates[0]`` of ``dataset``, or the next candidate if it is corrupt."""
+
+    dataset: int
+    candidates: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class MicroBatchPlan:
+    """The rows of one micro-batch, and the stream cursor after the step it belongs to (training only)."""
+
+    slots: tuple[SlotPlan, ...]
+    cursor_after: StreamCursor | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SkippedSample:
+    """A corrupt sample that was not used."""
+
+    dataset: int
+    sample: int
+    shard: str
+    index_in_shard: int
+    reason: str
+
+
+@dataclasses.dataclass
+class MicroBatchResult:
+    """What a worker hands back: the batch, what it skipped, and how many samples it read per dataset."""
+
+    batch: VLBatch
+    skipped: list[SkippedSample]
+    reads: dict[int, int]
+    plan: MicroBatchPlan
+
+
+class MicroBatchReader(torch.utils.data.Dataset):
+    """Turns a ``MicroBatchPlan`` into a ``MicroBatchResult``; runs inside DataLoader workers."""
+
+    def __init__(self, datasets: list[PackedDataset], image_settings: ImageSettings) -> None:
+        self.datasets = datasets
+        self.image_settings = image_settings
+        self._first_sample = [np.cumsum([0] + dataset.shard_sizes) for dataset in datasets]
+
+    def locate(self, dataset: int, sample: int) -> tuple[int, int]:
+        """(shard number, index in that shard) of ``sample`` of ``dataset``."""
+        shard = int(np.searchsorted(self._first_sample[dataset], sample, side="right")) - 1
+        return shard, sample - int(self._first_sample[dataset][shard])
+
+    def read(self, dataset: int, sample: int) -> tuple[PackedSample, np.ndarray]:
+        """The sample and its image patches; ``ValueError`` saying what is wrong with a damaged one."""
+        shard, index = self.locate(dataset, sample)
+        packed = self.datasets[dataset].read(shard, index)
+        manifest = self.datasets[dataset].manifest
+        if packed.seq_len != manifest.seq_len:
+            raise ValueError(f"it holds {packed.seq_len} tokens, the manifest says seq_len {manifest.seq_len}")
+        if any(not isinstance(document.get("kind"), str) for document in packed.documents):
+            raise ValueError("a document record has no data kind")
+        merge = self.image_settings.merge_size
+        placeholders = int(np.count_nonzero(packed.tokens == manifest.special_ids["<|image_pad|>"]))
+        image_tokens = sum(t * h * w for t, h, w in packed.image_grid_thw) // (merge * merge)
+        if placeholders != image_tokens:
+            raise ValueError(f"{placeholders} image placeholder tokens but its image grids make {image_tokens}")
+        patches = [np.empty((0, self.image_settings.patch_dim), dtype=np.float32)]
+        for k, (png, grid) in enumerate(zip(packed.images, packed.image_grid_thw)):
+            image_patches, decoded_grid = patchify(np.asarray(load_image(png)), self.image_settings)
+            if decoded_grid != tuple(grid):
+                raise ValueError(f"image {k} decodes to grid {decoded_grid}, its record says {tuple(grid)}")
+            patches.append(image_patches)
+        return packed, np.concatenate(patches)
+
+    def __getitem__(self, plan: MicroBatchPlan) -> MicroBatchResult:
+        samples, patches, ids, skipped, reads = [], [], [], [], {}
+        for slot in plan.slots:
+            for sample in slot.candidates:
+                reads[slot.dataset] = reads.get(slot.dataset, 0) + 1
+                try:
+                    packed, sample_patches = self.read(slot.dataset, sample)
+                except READ_ERRORS as error:
+                    shard, index = self.locate(slot.dataset, sample)
+                    name = self.datasets[slot.dataset].manifest.shards[shard].name
+                    skipped.append(SkippedSample(slot.dataset, sample, name, index, f"{type(error).__name__}: {error}"))
+                    continue
+                samples.append(packed)
+                patches.append(sample_patches)
+                ids.append((slot.dataset, sample))
+                break
+            else:
+                directory = self.datasets[slot.dataset].directory
+                tried = ", ".join(f"{s.shard} sample {s.index_in_shard}" for s in skipped[-len(slot.candidates):])
+                raise ValueError(
+                    f"packed dataset {directory}: no readable sample among {tried} ({skipped[-1].reason}); the "
+                    f"dataset is damaged: run `python -m data_prep verify {directory}` and re-pack or restore "
+                    "the shards it reports"
+                )
+        return MicroBatchResult(build_batch(samples, patches, ids), skipped, reads, plan)
+
+
+def _as_is(result: MicroBatchResult) -> MicroBatchResult:
+    return result
+
+
+def read_in_order(
+    reader: MicroBatchReader, plans: Iterable[MicroBatchPlan], *, num_workers: int, prefetch_factor: int
+) -> Iterator[MicroBatchResult]:
+    """Results of ``plans`` in plan order, read by ``num_workers`` processes (0: in this one)."""
+    return iter(torch.utils.data.DataLoader(
+        reader,
+        batch_size=None,
+        sampler=plans,
+        collate_fn=_as_is,
+        num_workers=num_workers,
+        prefetch_factor=prefetch_factor if num_workers else None,
+    ))
