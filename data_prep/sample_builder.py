@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
-
-from PIL import Image
 
 from data_prep.image_dedup import perceptual_hash
+from data_prep.png_writer import encode_png
 from data_prep.raw_schema import RawDocument, RejectError, parse_document, parse_record, render_boxes
 from data_prep.raw_sources import WorkItem, webdataset_record
 from data_prep.rejects import Reject, RejectReason
@@ -64,9 +62,7 @@ def build_sample(document: RawDocument, item: WorkItem, settings: BuildSettings)
         except ValueError as error:
             raise RejectError(RejectReason.BAD_ASPECT_RATIO, f"image {reference}: {error}") from None
         pixels = resize_image(picture, settings.image_settings)
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="PNG", compress_level=settings.png_compression)
-        pngs.append(buffer.getvalue())
+        pngs.append(encode_png(pixels, settings.png_compression))
         sha256s.append(hashlib.sha256(data).hexdigest())
         if settings.perceptual_hashes:
             phashes.append(perceptual_hash(pixels))
