@@ -140,7 +140,9 @@ class VLModel(MegatronModule):
             input_ids: [b, s] token ids with one ``image_token_id`` per merged image token (first stage).
             position_ids: [3, b, s] M-RoPE (t, h, w) positions, restarting at 0 for each document.
             pixel_values: [num_patches, 3*2*14*14] HF's flattened patches of every image in the micro-batch,
-                in order of appearance (first stage; None for text only).
+                in order of appearance (first stage; None or 0 rows for text only: then, if the ViT or the
+                projector is trained, a blank merge group runs through them so that every trained parameter
+                gets a (zero) gradient, as megatron's DDP with ``overlap_grad_reduce`` requires).
             image_grid_thw: [num_images, 3] each image's (frames, rows, columns) in patches.
             cu_seqlens: int [num_segments + 1] document boundaries as offsets into the ``b * s`` tokens read
                 row by row; must include every row boundary (padding at the end of a row is its own
@@ -196,17 +198,28 @@ class VLModel(MegatronModule):
             raise ValueError(f"cu_seqlens {bounds} is not a segmentation of the micro-batch: {problem}")
         return packed_seq_params(cu_seqlens.to(device))
 
+    def _blank_image_embedding(self, like: torch.Tensor) -> torch.Tensor:
+        vision = self.model_config.vision
+        merge = vision.spatial_merge_size
+        pixels = like.new_zeros(merge * merge, vision.patch_dim)
+        grid = torch.tensor([[1, merge, merge]], device=like.device)
+        return self.encode_images(pixels, grid)
+
     def _embed(self, input_ids: torch.Tensor, pixel_values, image_grid_thw) -> torch.Tensor:
         """Token embeddings [b*s, 1, hidden] with image placeholders replaced, scattered for SP."""
         embeddings = self.language_model.embedding(input_ids=input_ids, position_ids=None)
         placeholders = input_ids[0] == self.model_config.image_token_id
         num_placeholders = int(placeholders.sum())
-        if pixel_values is None:
+        if pixel_values is None or pixel_values.shape[0] == 0:
             if num_placeholders:
                 raise ValueError(
                     f"the micro-batch has {num_placeholders} image placeholder tokens "
                     f"(id {self.model_config.image_token_id}) but no pixel_values"
                 )
+            if torch.is_grad_enabled() and not (self._frozen["vision"] and self._frozen["projector"]):
+                # megatron's DDP with overlap_grad_reduce waits for a gradient of every trained parameter, so a
+                # text-only micro-batch runs the ViT on one blank merge group and adds zero times its output.
+                embeddings = embeddings + 0.0 * self._blank_image_embedding(embeddings).sum()
         else:
             if image_grid_thw is None:
                 raise ValueError("pixel_values were given without image_grid_thw; pass each image's (t, h, w) grid")

@@ -54,6 +54,8 @@ def _freeze_step(config, parallel, pgs, full, batch) -> dict:
     names = {param: name for name, param in model.named_parameters()}
     buffered = sorted(names[param] for buffer in ddp.buffers for param in buffer.params)
     before = {name: param.detach().clone() for name, param in model.named_parameters()}
+    vit_grad_enabled = []
+    model.vision_model.register_forward_hook(lambda *_: vit_grad_enabled.append(torch.is_grad_enabled()))
     ddp.zero_grad_buffer()
     optimizer.zero_grad()
     mask = batch["loss_mask"]
@@ -63,7 +65,28 @@ def _freeze_step(config, parallel, pgs, full, batch) -> dict:
     updated, _, _ = optimizer.step()
     assert updated
     changed = sorted(name for name, param in model.named_parameters() if not torch.equal(before[name], param))
-    return {"buffered": buffered, "changed": changed, "all": sorted(before)}
+    return {"buffered": buffered, "changed": changed, "all": sorted(before), "vit_grad_enabled": vit_grad_enabled}
+
+
+def _text_only_steps(config, parallel, pgs, full, image_batch, text_batch) -> dict:
+    """Two steps under megatron's DDP with overlap_grad_reduce: images, then text only. The second step
+    must still hand every trained parameter a gradient, or DDP's gradient sync refuses to finish."""
+    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+
+    model = build_model(config, parallel, pgs, full)
+    ddp = DistributedDataParallel(
+        model.config, DistributedDataParallelConfig(overlap_grad_reduce=True), model, pg_collection=pgs
+    )
+    for batch in (image_batch, text_batch):
+        ddp.zero_grad_buffer()
+        mask = batch["loss_mask"]
+        ((ddp(**model_inputs(batch)) * mask).sum() / mask.sum()).backward()
+        finalize_model_grads([ddp], pg_collection=pgs)
+    grads = {name: param.main_grad.clone() for name, param in model.named_parameters()}
+    return {
+        "vision grads are zero": all(not g.any() for n, g in grads.items() if n.startswith("vision_model.")),
+        "language grads are not": all(g.any() for n, g in grads.items() if n.startswith("language_model.decoder")),
+    }
 
 
 def _single_rank_checks() -> dict:
@@ -108,6 +131,8 @@ def _single_rank_checks() -> dict:
         }
         results["errors"] = _input_errors(model, doc)
     results["freeze"] = _freeze_step(config, parallel, pgs, full, batch)
+    text_batch = micro_batch([[document(hf, generator, [20], [])], [document(hf, generator, [12], [])]], seq_len=24)
+    results["text only"] = _text_only_steps(config, parallel, pgs, full, batch, text_batch)
     return results
 
 
@@ -137,6 +162,7 @@ def test_frozen_vit_and_llm_step_changes_only_the_projector(single_rank):
     projector = [name for name in freeze["all"] if name.startswith("vision_projection.")]
     assert freeze["buffered"] == projector, "frozen parameters must get no gradient buffer"
     assert freeze["changed"] == projector
+    assert freeze["vit_grad_enabled"] == [False], "a frozen ViT runs without autograd"
 
 
 def test_malformed_inputs_raise_value_errors(single_rank):
@@ -144,3 +170,7 @@ def test_malformed_inputs_raise_value_errors(single_rank):
     assert "placeholders" in errors["placeholders"] and str(IMAGE) in errors["placeholders"]
     assert "row boundary" in errors["cu_seqlens"]
     assert "pixel_values has shape" in errors["pixels"]
+
+
+def test_text_only_micro_batch_after_images_finishes_overlapped_grad_sync(single_rank):
+    assert single_rank["text only"] == {"vision grads are zero": True, "language grads are not": True}

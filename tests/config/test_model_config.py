@@ -1,0 +1,102 @@
+"""Model config presets and every validation error, each naming the field to change."""
+
+import dataclasses
+
+import pytest
+
+from megatron_vl.config.model import LanguageConfig, VisionConfig, VLModelConfig, mimo_vl_7b, tiny
+from megatron_vl.config.parallel import ParallelConfig
+
+TINY = tiny(image_token_id=5)
+
+
+def test_mimo_vl_7b_has_the_design_numbers():
+    config = mimo_vl_7b(image_token_id=151655)
+    vision, language = config.vision, config.language
+    assert (vision.num_layers, vision.hidden_size, vision.num_attention_heads, vision.head_dim) == (32, 1280, 16, 80)
+    assert vision.full_attention_layers == (7, 15, 23, 31)
+    assert (vision.patch_size, vision.temporal_patch_size, vision.window_size, vision.spatial_merge_size) == (14, 2, 112, 2)
+    assert (vision.patch_dim, vision.window_merged_patches, vision.rope_theta, vision.norm_eps) == (1176, 4, 10000.0, 1e-6)
+    assert (vision.merged_hidden_size, config.projector.ffn_hidden_size) == (5120, 5120)
+    assert (language.num_layers, language.hidden_size, language.num_attention_heads, language.num_query_groups) == (36, 4096, 32, 8)
+    assert (language.ffn_hidden_size, language.vocab_size, language.rope_theta) == (11008, 151680, 640000.0)
+    assert (language.mrope_section, language.max_position_embeddings) == ((16, 24, 24), 32768)
+    config.validate_parallel(ParallelConfig(tensor_parallel=4, pipeline_parallel=4, sequence_parallel=True))
+
+
+def test_tiny_keeps_the_7b_structure():
+    vision, language = TINY.vision, TINY.language
+    assert 0 < len(vision.full_attention_layers) < vision.num_layers
+    assert language.num_query_groups < language.num_attention_heads
+    assert sum(language.mrope_section) == language.head_dim // 2
+    assert language.vocab_size == 4096
+    TINY.validate_parallel(ParallelConfig(tensor_parallel=2, sequence_parallel=True))
+    dataclasses.replace(TINY, first_pipeline_stage_language_layers=1).validate_parallel(ParallelConfig(pipeline_parallel=2))
+
+
+def test_uneven_pipeline_split_and_padded_vocab():
+    config = dataclasses.replace(TINY, first_pipeline_stage_language_layers=1)
+    assert config.layers_per_pipeline_stage(4) == [1, 1, 1, 1]
+    assert config.layers_per_pipeline_stage(2) == [1, 3]
+    assert TINY.layers_per_pipeline_stage(2) == [2, 2]
+    assert dataclasses.replace(TINY.language, vocab_size=4095).padded_vocab_size(2) == 4096
+
+
+@pytest.mark.parametrize(
+    "parallel, overrides, message",
+    [
+        (dict(tensor_parallel=3), {}, "vision.num_attention_heads=4 is not divisible by ParallelConfig.tensor_parallel=3"),
+        (dict(tensor_parallel=4), {}, "language.num_query_groups=2 is not divisible by ParallelConfig.tensor_parallel=4"),
+        (dict(pipeline_parallel=3), {}, "language.num_layers=4 is not divisible by ParallelConfig.pipeline_parallel=3"),
+        (dict(pipeline_parallel=3), dict(first_pipeline_stage_language_layers=1), "do not split evenly"),
+        (dict(), dict(first_pipeline_stage_language_layers=2), "pipeline_parallel is 1"),
+    ],
+)
+def test_parallel_layout_errors(parallel, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(TINY, **overrides).validate_parallel(ParallelConfig(**parallel))
+
+
+def test_7b_vit_mlp_is_not_divisible_by_tp8():
+    with pytest.raises(ValueError, match="vision.ffn_hidden_size=3420"):
+        mimo_vl_7b(image_token_id=151655).validate_parallel(ParallelConfig(tensor_parallel=8))
+
+
+@pytest.mark.parametrize(
+    "part, overrides, message",
+    [
+        (LanguageConfig, dict(mrope_section=(2, 3, 2)), "sums to 7, but the head dim 16 has 8 rotary pairs"),
+        (LanguageConfig, dict(mrope_section=(4, 4)), "must be three positive integers"),
+        (LanguageConfig, dict(num_query_groups=3), "num_attention_heads=4 is not divisible by num_query_groups=3"),
+        (LanguageConfig, dict(hidden_size=66), "hidden_size=66 is not divisible by num_attention_heads=4"),
+        (LanguageConfig, dict(vocab_size=0), "vocab_size must be a positive integer"),
+        (VisionConfig, dict(hidden_size=72, num_attention_heads=4), "head dim 18"),
+        (VisionConfig, dict(window_size=100), "window_size=100 is not divisible by patch_size"),
+        (VisionConfig, dict(full_attention_layers=(3, 1)), "must be increasing"),
+        (VisionConfig, dict(full_attention_layers=(1, 4)), r"in \[0, 4\)"),
+        (VisionConfig, dict(num_layers=0), "num_layers must be a positive integer"),
+    ],
+)
+def test_part_config_errors(part, overrides, message):
+    base = TINY.language if part is LanguageConfig else TINY.vision
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(base, **overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(image_token_id=4096), "image_token_id=4096 is not a token id below vocab_size 4096"),
+        (dict(dtype="float16"), "dtype='float16'"),
+        (dict(first_pipeline_stage_language_layers=4), "must be between 1 and 3"),
+        (dict(init_method_std=0.0), "init_method_std must be positive"),
+    ],
+)
+def test_model_config_errors(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(TINY, **overrides)
+
+
+def test_configs_are_keyword_only():
+    with pytest.raises(TypeError):
+        VLModelConfig(TINY.vision, TINY.projector, TINY.language, 5)  # noqa
