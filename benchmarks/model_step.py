@@ -132,8 +132,8 @@ def main() -> None:
         f"({patches} patches), ViT {config.vision.num_layers}x{config.vision.hidden_size}, "
         f"LLM {config.language.num_layers}x{config.language.hidden_size}, HF attention {args.attention}"
     )
-    print(f"| model        | median s | min s  | loss     |")
-    print(f"|--------------|----------|--------|----------|")
+    print("| model        | median s | min s  | loss     |")
+    print("|--------------|----------|--------|----------|")
     print(f"| transformers | {hf_median:8.3f} | {min(hf_times):6.3f} | {hf_loss:8.5f} |")
     print(f"| VLModel      | {our_median:8.3f} | {min(our_times):6.3f} | {our_loss:8.5f} |")
     print(f"VLModel / transformers time ratio: {our_median / hf_median:.2f}")
