@@ -124,6 +124,7 @@ def load_image(source: str | os.PathLike | bytes) -> Image.Image:
     Raises whatever PIL raises for a missing or undecodable file.
     """
     image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    image.load()  # decode now, so a truncated file fails here and not in a later step
     # In place, and no conversion of what is RGB already: copies of a 12 MP image cost 40 ms.
     ImageOps.exif_transpose(image, in_place=True)
     if "A" in image.getbands() or image.info.get("transparency") is not None:

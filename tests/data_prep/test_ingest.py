@@ -127,6 +127,7 @@ BAD_LINES = {
     13: ('{"kind": "grounding", "image": "images/good.png", "query": "q", '
          '"boxes": [{"bbox_2d": [0, 0, 80, 60], "label": "x"}]}', None),
     14: ('{"text": "plain text with --kind"}', None),
+    15: ('{"kind": "caption", "image": "images/truncated.jpg", "caption": "x"}', "unreadable_image"),
 }
 
 
@@ -137,7 +138,9 @@ def test_every_reject_reason_is_logged_and_counted(tmp_path, capsys):
     smooth_picture(0).save(raw / "images/good_copy.jpg", quality=90)
     Image.new("RGB", (300, 1)).save(raw / "images/thin.png")
     (raw / "images/garbage.png").write_bytes(b"\x89PNG not really")
-    lines = [BAD_LINES[n][0] if n in BAD_LINES else "" for n in range(1, 15)]
+    complete = (raw / "images/good_copy.jpg").read_bytes()
+    (raw / "images/truncated.jpg").write_bytes(complete[: len(complete) // 2])
+    lines = [BAD_LINES[n][0] if n in BAD_LINES else "" for n in range(1, 16)]
     lines[13] = lines[13].replace('{"text"', '{"kind": "text", "text"')
     (raw / "mixed.jsonl").write_text("\n".join(lines) + "\n")
     out = tmp_path / "out"
@@ -148,11 +151,11 @@ def test_every_reject_reason_is_logged_and_counted(tmp_path, capsys):
     assert {entry["line"]: entry["reason"] for entry in logged} == expected
     assert all(entry["file"] == str(raw / "mixed.jsonl") and entry["detail"] for entry in logged)
     assert set(expected.values()) == {reason.value for reason in RejectReason}
-    assert manifest["rejects"] == {reason: 1 for reason in expected.values()}
+    assert manifest["rejects"] == {reason: 2 if reason == "unreadable_image" else 1 for reason in expected.values()}
     assert manifest["num_samples"] == 3 and manifest["kinds"] == {"caption": 1, "grounding": 1, "text": 1}
     assert [record.meta["source"]["line"] for _, record in iter_dataset(str(out))] == [9, 13, 14]
     summary = capsys.readouterr().out
-    assert "ingested 3 of 13 documents" in summary  # the blank line is no document
+    assert "ingested 3 of 14 documents" in summary  # the blank line is no document
     assert all(reason in summary for reason in expected.values())
 
 
