@@ -36,7 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ValueError as error:
+        # User errors carry their fix in the message: print it, not a traceback.
+        print(f"python -m data_prep {args.subcommand}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
