@@ -66,12 +66,13 @@ def loss_tokens_per_kind(sample: PackedSample) -> Counter:
 
 
 def build_batch(
-    samples: list[PackedSample], patches: list[np.ndarray], sample_ids: list[tuple[int, int]]
+    samples: list[PackedSample], patches: list[np.ndarray], sample_ids: list[tuple[int, int]], patch_dim: int
 ) -> VLBatch:
-    """Stack packed samples into one micro-batch; ``patches[i]`` holds the patches of all images of
-    ``samples[i]`` (float32 [its patches, patch_dim]), in order."""
+    """Stack packed samples into one micro-batch; ``patches`` holds the patches of every image of the
+    samples in order (float32 [that image's patches, patch_dim] each)."""
     seq_len = samples[0].seq_len
-    assert all(sample.seq_len == seq_len for sample in samples) and len(patches) == len(samples)
+    assert all(sample.seq_len == seq_len for sample in samples)
+    assert len(patches) == sum(len(sample.images) for sample in samples)
     segments = [length for sample in samples for length in segment_lengths(sample)]
     kinds = Counter()
     for sample in samples:
@@ -84,7 +85,7 @@ def build_batch(
         position_ids=torch.from_numpy(np.stack([sample.position_ids for sample in samples], axis=1).astype(np.int64)),
         cu_seqlens=torch.from_numpy(np.concatenate([[0], np.cumsum(segments)]).astype(np.int32)),
         max_seqlen=max(segments),
-        pixel_values=torch.from_numpy(np.concatenate(patches)),
+        pixel_values=torch.from_numpy(np.concatenate([np.empty((0, patch_dim), np.float32), *patches])),
         image_grid_thw=torch.tensor(grids, dtype=torch.int64).reshape(len(grids), 3),
         loss_tokens_per_kind=dict(sorted(kinds.items())),
         sample_ids=list(sample_ids),

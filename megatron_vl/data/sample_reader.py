@@ -74,8 +74,8 @@ class MicroBatchReader(torch.utils.data.Dataset):
         shard = int(np.searchsorted(self._first_sample[dataset], sample, side="right")) - 1
         return shard, sample - int(self._first_sample[dataset][shard])
 
-    def read(self, dataset: int, sample: int) -> tuple[PackedSample, np.ndarray]:
-        """The sample and its image patches; ``ValueError`` saying what is wrong with a damaged one."""
+    def read(self, dataset: int, sample: int) -> tuple[PackedSample, list[np.ndarray]]:
+        """The sample and the patches of each of its images; ``ValueError`` saying what is wrong with a damaged one."""
         shard, index = self.locate(dataset, sample)
         packed = self.datasets[dataset].read(shard, index)
         manifest = self.datasets[dataset].manifest
@@ -88,13 +88,13 @@ class MicroBatchReader(torch.utils.data.Dataset):
         image_tokens = sum(t * h * w for t, h, w in packed.image_grid_thw) // (merge * merge)
         if placeholders != image_tokens:
             raise ValueError(f"{placeholders} image placeholder tokens but its image grids make {image_tokens}")
-        patches = [np.empty((0, self.image_settings.patch_dim), dtype=np.float32)]
+        patches = []
         for k, (png, grid) in enumerate(zip(packed.images, packed.image_grid_thw)):
             image_patches, decoded_grid = patchify(np.asarray(load_image(png)), self.image_settings)
             if decoded_grid != tuple(grid):
                 raise ValueError(f"image {k} decodes to grid {decoded_grid}, its record says {tuple(grid)}")
             patches.append(image_patches)
-        return packed, np.concatenate(patches)
+        return packed, patches
 
     def __getitem__(self, plan: MicroBatchPlan) -> MicroBatchResult:
         samples, patches, ids, skipped, reads = [], [], [], [], {}
@@ -109,7 +109,7 @@ class MicroBatchReader(torch.utils.data.Dataset):
                     skipped.append(SkippedSample(slot.dataset, sample, name, index, f"{type(error).__name__}: {error}"))
                     continue
                 samples.append(packed)
-                patches.append(sample_patches)
+                patches.extend(sample_patches)
                 ids.append((slot.dataset, sample))
                 break
             else:
@@ -120,7 +120,7 @@ class MicroBatchReader(torch.utils.data.Dataset):
                     f"dataset is damaged: run `python -m data_prep verify {directory}` and re-pack or restore "
                     "the shards it reports"
                 )
-        return MicroBatchResult(build_batch(samples, patches, ids), skipped, reads, plan)
+        return MicroBatchResult(build_batch(samples, patches, ids, self.image_settings.patch_dim), skipped, reads, plan)
 
 
 def _as_is(result: MicroBatchResult) -> MicroBatchResult:

@@ -52,8 +52,7 @@ def test_padding_tail_is_its_own_segment_and_text_only_rows_have_no_patches():
         )
 
     patch_dim = ImageSettings().patch_dim
-    no_patches = np.empty((0, patch_dim), np.float32)
-    batch = build_batch([row([5, 3], 2), row([10], 0)], [no_patches, no_patches], [(0, 0), (0, 1)])
+    batch = build_batch([row([5, 3], 2), row([10], 0)], [], [(0, 0), (0, 1)], patch_dim)
     assert batch.cu_seqlens.tolist() == [0, 5, 8, 10, 20]
     assert batch.max_seqlen == 10
     assert batch.pixel_values.shape == (0, patch_dim) and batch.image_grid_thw.shape == (0, 3)
