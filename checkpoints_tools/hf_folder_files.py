@@ -1,0 +1,87 @@
+"""The files of a Hugging Face model folder besides the weights: model, generation and image-processor
+configs, tokenizer and chat template, as ``from_pretrained`` of ``Qwen2_5_VLForConditionalGeneration``,
+``AutoTokenizer`` and ``AutoProcessor`` read them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from checkpoints_tools.chat_template import CHAT_TEMPLATE
+from megatron_vl.config.model import VLModelConfig
+from megatron_vl.data.images import IMAGE_MEAN, IMAGE_STD, ImageSettings
+from megatron_vl.models.hf_mapping import hf_config_dict
+from megatron_vl.tokenizer import Tokenizer
+
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+
+
+def _write_json(path: Path, value: dict) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def model_config(config: VLModelConfig, tokenizer: Tokenizer, dtype: str) -> dict:
+    """``config.json``: ``Qwen2_5_VLConfig`` with the tokenizer's special ids and the exported dtype."""
+    hf = hf_config_dict(
+        config,
+        vision_start_token_id=tokenizer.vision_start_id,
+        vision_end_token_id=tokenizer.vision_end_id,
+        video_token_id=tokenizer.video_pad_id,
+        eos_token_id=tokenizer.im_end_id,
+    )
+    hf["dtype"] = dtype
+    hf["text_config"]["dtype"] = dtype
+    return hf
+
+
+def generation_config(tokenizer: Tokenizer) -> dict:
+    """Greedy by default; a turn ends at ``<|im_end|>``, a document at ``<|endoftext|>``."""
+    return {
+        "eos_token_id": [tokenizer.im_end_id, tokenizer.eod_id],
+        "pad_token_id": tokenizer.pad_id,
+        "do_sample": False,
+    }
+
+
+def preprocessor_config(settings: ImageSettings) -> dict:
+    """``Qwen2VLImageProcessor``'s settings (the pixels range of the data the model saw)."""
+    return {
+        "image_processor_type": "Qwen2VLImageProcessor",
+        "processor_class": "Qwen2_5_VLProcessor",
+        "do_resize": True,
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "do_convert_rgb": True,
+        "image_mean": list(IMAGE_MEAN),
+        "image_std": list(IMAGE_STD),
+        "min_pixels": settings.min_pixels,
+        "max_pixels": settings.max_pixels,
+        "size": {"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels},
+        "patch_size": settings.patch_size,
+        "temporal_patch_size": settings.temporal_patch_size,
+        "merge_size": settings.merge_size,
+    }
+
+
+def write_hf_folder_files(
+    directory: Path, config: VLModelConfig, tokenizer: Tokenizer, settings: ImageSettings, dtype: str
+) -> list[str]:
+    """Write every non-weight file into ``directory``; returns their names."""
+    if settings.patch_size != config.vision.patch_size or settings.merge_size != config.vision.spatial_merge_size:
+        raise ValueError(
+            f"the run's image settings (patch {settings.patch_size}, merge {settings.merge_size}) disagree with the "
+            f"ViT (patch {config.vision.patch_size}, merge {config.vision.spatial_merge_size}); the run record is inconsistent"
+        )
+    _write_json(directory / "config.json", model_config(config, tokenizer, dtype))
+    _write_json(directory / "generation_config.json", generation_config(tokenizer))
+    _write_json(directory / "preprocessor_config.json", preprocessor_config(settings))
+    tokenizer.save_hf(str(directory))
+    tokenizer_config_path = directory / "tokenizer_config.json"
+    tokenizer_config = json.loads(tokenizer_config_path.read_text())
+    # Older readers (transformers 4, vLLM) take the template from tokenizer_config.json; transformers 5 from the file.
+    tokenizer_config["chat_template"] = CHAT_TEMPLATE
+    tokenizer_config["processor_class"] = "Qwen2_5_VLProcessor"
+    _write_json(tokenizer_config_path, tokenizer_config)
+    (directory / CHAT_TEMPLATE_FILE).write_text(CHAT_TEMPLATE)
+    return sorted(path.name for path in directory.iterdir() if not path.name.endswith(".safetensors") and path.is_file())

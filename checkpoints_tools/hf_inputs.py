@@ -1,0 +1,73 @@
+"""Model inputs built the way users of an exported folder build them: its processor, its chat template.
+
+``AutoProcessor.from_pretrained`` builds ``Qwen2_5_VLProcessor``, whose video processor needs torchvision. Where
+torchvision is missing the processor cannot be built at all, so the same inputs are assembled from the
+folder's ``AutoTokenizer`` (chat template included) and ``AutoImageProcessor`` (its PIL backend), exactly as the
+processor does: each ``<|image_pad|>`` becomes one per merged patch of its image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+
+def draw_image(width: int, height: int, seed: int) -> Image.Image:
+    """A seeded picture of coloured rectangles and ellipses on a tinted background."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (width, height), tuple(int(v) for v in rng.integers(150, 256, 3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x0, x1 = sorted(rng.integers(0, width, 2).tolist())
+        y0, y1 = sorted(rng.integers(0, height, 2).tolist())
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape([x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)], fill=colour)
+    return image
+
+
+def chat_messages(prompt: str) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+
+
+def load_processor(hf_dir: str | Path):
+    """``AutoProcessor`` of the folder, or None where torchvision (needed by its video processor) is missing."""
+    from transformers import AutoProcessor
+    from transformers.utils import is_torchvision_available
+
+    if not is_torchvision_available():
+        return None
+    return AutoProcessor.from_pretrained(str(hf_dir))
+
+
+def multimodal_inputs(hf_dir: str | Path, image: Image.Image, prompt: str) -> tuple[dict[str, torch.Tensor], str]:
+    """The processor's outputs (``input_ids``, ``attention_mask``, ``mm_token_type_ids``, ``pixel_values``,
+    ``image_grid_thw``) for one chat turn with ``image``, and which route built them."""
+    processor = load_processor(hf_dir)
+    messages = chat_messages(prompt)
+    if processor is not None:
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        inputs = processor(text=[text], images=[image], return_tensors="pt")
+        return dict(inputs), "AutoProcessor"
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    image_processor = AutoImageProcessor.from_pretrained(str(hf_dir))
+    pixels = image_processor(images=[image], return_tensors="pt")
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    merged = int(pixels["image_grid_thw"][0].prod()) // image_processor.merge_size**2
+    text = text.replace("<|image_pad|>", "<|image_pad|>" * merged, 1)
+    encoded = tokenizer([text], return_tensors="pt")
+    image_token = tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    inputs = {
+        "input_ids": encoded["input_ids"],
+        "attention_mask": encoded["attention_mask"],
+        # The processor marks image tokens 1 (video 2): the model's M-RoPE positions are computed from it.
+        "mm_token_type_ids": (encoded["input_ids"] == image_token).int(),
+        "pixel_values": pixels["pixel_values"],
+        "image_grid_thw": pixels["image_grid_thw"],
+    }
+    return inputs, "AutoTokenizer + AutoImageProcessor (no torchvision for AutoProcessor)"

@@ -1,0 +1,61 @@
+"""One checkpoint of a run, as ``megatron_vl/training/checkpoint_layout.py`` lays it out: its directory,
+run record, model config, image settings and tokenizer."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from megatron_vl.config.model import VLModelConfig
+from megatron_vl.config.serialization import config_from_dict
+from megatron_vl.data.images import ImageSettings
+from megatron_vl.tokenizer import Tokenizer, load_tokenizer
+from megatron_vl.training import checkpoint_layout as layout
+
+
+@dataclasses.dataclass(frozen=True)
+class RunCheckpoint:
+    directory: Path
+    """The iteration directory (the dist checkpoint itself)."""
+    iteration: int
+    record: dict
+    """The run record (``megatron_vl_run.json``)."""
+    config: VLModelConfig
+    image_settings: ImageSettings
+    tokenizer: Tokenizer
+
+
+def open_run_checkpoint(path: str | Path, iteration: int | None = None, tokenizer: str | Path | None = None) -> RunCheckpoint:
+    """``path`` is a checkpoint root (the ``latest`` iteration, or ``iteration``) or one iteration directory.
+
+    ``tokenizer`` replaces the tokenizer stored in the checkpoint (needed when the run stored none).
+    """
+    path = Path(path)
+    if (path / layout.RUN_FILE).is_file():
+        directory = path
+    else:
+        directory, iteration = layout.resolve_checkpoint(path, iteration)
+    record = layout.read_run_record(directory)
+    run_file = directory / layout.RUN_FILE
+    for field in ("model", "image_settings"):
+        if field not in record:
+            raise ValueError(f"{run_file} has no {field!r}; it was not written by megatron-vl training or from_hf")
+    config = config_from_dict(VLModelConfig, record["model"], where=f"{run_file} model")
+    settings = ImageSettings.from_dict(record["image_settings"])
+    stored = directory / layout.TOKENIZER_DIR
+    if tokenizer is None:
+        if not stored.is_dir():
+            raise ValueError(f"{directory} stores no tokenizer; pass --tokenizer with the tokenizer the run trained with")
+        loaded = load_tokenizer(stored)
+        if record.get("tokenizer_fingerprint") not in (None, loaded.fingerprint):
+            raise ValueError(
+                f"{stored} does not match the fingerprint in {run_file}; the checkpoint is corrupt: pass --tokenizer"
+            )
+    else:
+        loaded = load_tokenizer(tokenizer)
+    if loaded.image_pad_id != config.image_token_id:
+        raise ValueError(
+            f"the tokenizer's <|image_pad|> is id {loaded.image_pad_id} but the model was trained with "
+            f"image_token_id {config.image_token_id}; use the tokenizer the run trained with"
+        )
+    return RunCheckpoint(directory, int(record.get("iteration", iteration or 0)), record, config, settings, loaded)
