@@ -20,6 +20,7 @@ setup(
         "psutil>=5.9",
         "tqdm>=4.60",
         "einops>=0.7",
+        "tensorboard>=2.14",
     ],
     extras_require={
         "gpu": ["transformer-engine[pytorch]>=2.0", "flash-attn>=2.6"],

@@ -9,7 +9,8 @@ its model-parallel RNG tracker. On a machine without a GPU each of these fails.
 
 * a ``TorchFunctionMode`` rewrites every ``device=`` keyword (and the positional
   device of ``Tensor.to``) that names CUDA, or a bare device index, to ``cpu``;
-* ``Tensor.cuda`` / ``Module.cuda`` become no-ops;
+* ``Tensor.cuda`` / ``Module.cuda`` become no-ops, and ``Tensor.type()`` names CPU tensors as CUDA
+  ones (``torch.cuda.FloatTensor``): megatron's optimizers pick fp32 / bf16 handling by that name;
 * the ``torch.cuda`` functions megatron calls get CPU stand-ins (``current_device``
   is 0, streams and events are inert context managers, the RNG state is the CPU
   generator's);
@@ -113,6 +114,16 @@ class _ForkedRngWarningFilter(logging.Filter):
         return "CPU RNG state changed within GPU RNG context" not in record.getMessage()
 
 
+def _cuda_type_name(original):
+    def type_(self, dtype=None, non_blocking=False, **kwargs):
+        if dtype is None and not kwargs:
+            name = original(self)
+            return name.replace("torch.", "torch.cuda.", 1) if not name.startswith("torch.cuda.") else name
+        return original(self, dtype, non_blocking, **kwargs)
+
+    return type_
+
+
 def _patch_torch_cuda() -> None:
     cuda = torch.cuda
     cuda.current_device = lambda: 0
@@ -138,6 +149,7 @@ def _patch_torch_cuda() -> None:
     cuda.reset_peak_memory_stats = lambda device=None: None
     cuda.memory_stats = lambda device=None: {}
     torch.Tensor.cuda = lambda self, *args, **kwargs: self
+    torch.Tensor.type = _cuda_type_name(torch.Tensor.type)
     torch.nn.Module.cuda = lambda self, *args, **kwargs: self
 
 

@@ -1,0 +1,12 @@
+"""The four curriculum stages (MiMo-VL report, Table 1), one module each, with ``recipe(model)``.
+
+Data layout the recipes read (``megatron_vl.config.recipe.packed_dataset_dir``)::
+
+    $MVL_DATA_ROOT/packed/<seq_len>/{caption,interleaved,text,ocr,grounding,cot,long,eval}
+
+``mimo_vl_7b`` reads 8192-token packs in stages 1-3 and 32768-token packs in stage 4; ``tiny`` (the
+demo) reads 1024-token packs in stages 1-3 and 2048-token packs in stage 4. ``eval`` is the
+held-out set of each sequence length. Each stage starts from the previous stage's checkpoints under
+``$MVL_CHECKPOINT_ROOT/<previous stage>``; stage 1 of ``mimo_vl_7b`` starts from
+``$MVL_CHECKPOINT_ROOT/from_hf`` (``checkpoints_tools.from_hf`` output), stage 1 of ``tiny`` from random weights.
+"""

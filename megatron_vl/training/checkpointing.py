@@ -1,0 +1,283 @@
+"""Saving and loading training checkpoints with megatron-core ``dist_checkpointing``, atomically.
+
+A save writes ``iter_N.partial/`` (model, distributed optimizer state in a resharding-capable format,
+LR scheduler, train state, loader state, every rank's RNG), then the run record and the tokenizer copy;
+once every rank is done, rank 0 renames it to ``iter_N/``, points the ``latest`` marker at it and only
+then deletes checkpoints beyond the newest ``keep_last``. A crash at any point leaves the previous
+checkpoint loadable and named by the marker (see ``checkpoint_layout``). With ``async_save`` the tensors
+are written in the background and the same finalisation runs when every rank's write is done.
+
+Loading: a run whose own checkpoint folder has a ``latest`` marker resumes everything, also at another
+TP / PP / DP layout (RNG states are restored only at the same layout); a new stage takes only the
+model weights of ``init_from`` and starts with a fresh optimizer at iteration 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch.distributed as dist
+from megatron.core import dist_checkpointing
+from megatron.core.dist_checkpointing.mapping import ShardedObject
+from megatron.core.dist_checkpointing.serialization import get_default_save_sharded_strategy
+from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelSaveStrategyWrapper
+from megatron.core.process_groups_config import ProcessGroupCollection
+
+from megatron_vl.config.serialization import config_to_dict
+from megatron_vl.config.training import CheckpointSettings
+from megatron_vl.tokenizer import Tokenizer
+from megatron_vl.training import checkpoint_layout as layout
+from megatron_vl.training.rng_state import capture_rng_state, restore_rng_state
+from megatron_vl.training.run_config import RunConfig
+from megatron_vl.training.trainer import Hook, StepResult, Trainer, TrainState
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZER_FORMAT_KEY = "distrib_optim_sharding_type"
+LAYOUT_FREE_MODEL_FIELDS = ("dtype", "first_pipeline_stage_language_layers")
+"""Model config fields a checkpoint may differ in from the run loading it."""
+
+
+class Checkpointer:
+    """Saves and loads one stage's checkpoints under ``run.checkpoint_dir``."""
+
+    def __init__(
+        self,
+        run: RunConfig,
+        tokenizer: Tokenizer,
+        pg_collection: ProcessGroupCollection,
+        settings: CheckpointSettings,
+    ) -> None:
+        self.run = run
+        self.root = Path(run.checkpoint_dir)
+        self.tokenizer = tokenizer
+        self.pg_collection = pg_collection
+        self.settings = settings
+        self.optimizer_format = run.recipe.optimizer.checkpoint_format
+        self.async_queue = AsyncCallsQueue() if settings.async_save else None
+        self.last_saved: int | None = None
+        self._strategy = FullyParallelSaveStrategyWrapper(
+            get_default_save_sharded_strategy(), pg_collection.dp, do_cache_distribution=True
+        )
+        if dist.get_rank() == 0:
+            self.root.mkdir(parents=True, exist_ok=True)
+            stale = [path for path in self.root.iterdir() if path.name.endswith(layout.PARTIAL_SUFFIX)]
+            for path in stale:
+                logger.warning("removing %s: a save that did not finish (the run was killed while saving)", path)
+                shutil.rmtree(path)
+        dist.barrier()
+
+    # ---- saving -------------------------------------------------------------------------------
+
+    def save(self, trainer: Trainer) -> None:
+        """Checkpoint the trainer's current iteration (a collective: every rank calls it)."""
+        iteration = trainer.state.iteration
+        if iteration == self.last_saved:
+            return
+        self.wait()
+        partial = layout.partial_dir(self.root, iteration)
+        if dist.get_rank() == 0:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+        dist.barrier()
+        state = self._state_dict(trainer, loading=False, optimizer_format=self.optimizer_format, with_rng=True)
+        record = self._run_record(trainer.state)
+        request = dist_checkpointing.save(
+            state,
+            str(partial),
+            sharded_strategy=self._strategy,
+            async_sharded_save=self.async_queue is not None,
+            content_metadata={OPTIMIZER_FORMAT_KEY: self.optimizer_format},
+        )
+        self.last_saved = iteration
+        if self.async_queue is None:
+            self._publish(iteration, record)
+        else:
+            request.add_finalize_fn(lambda: self._publish(iteration, record))
+            self.async_queue.schedule_async_request(request)
+            logger.info("checkpoint of iteration %d is being written in the background", iteration)
+
+    def poll(self) -> None:
+        """Finalise background saves that every rank has finished (a collective; call once per step)."""
+        if self.async_queue is not None:
+            self.async_queue.maybe_finalize_async_calls(blocking=False)
+
+    def wait(self) -> None:
+        """Block until every background save is written and published."""
+        if self.async_queue is not None:
+            self.async_queue.maybe_finalize_async_calls(blocking=True)
+
+    def close(self) -> None:
+        self.wait()
+        if self.async_queue is not None:
+            self.async_queue.close()
+
+    def _publish(self, iteration: int, record: dict) -> None:
+        """Every rank's part is written: rank 0 completes the checkpoint and moves the marker to it."""
+        partial = layout.partial_dir(self.root, iteration)
+        dist.barrier()
+        if dist.get_rank() == 0:
+            self.tokenizer.save_hf(str(partial / layout.TOKENIZER_DIR))
+            layout.write_run_record(partial, record)
+            final = layout.iteration_dir(self.root, iteration)
+            if final.exists():
+                # Left by a crash between the rename and the marker of an earlier save of this iteration.
+                shutil.rmtree(final)
+            os.rename(partial, final)
+            _fsync_directory(self.root)
+            layout.write_latest_iteration(self.root, iteration)
+            logger.info("saved checkpoint %s", final)
+            self._delete_old(iteration)
+        dist.barrier()
+
+    def _delete_old(self, newest: int) -> None:
+        if self.settings.keep_last is None:
+            return
+        complete = [it for it in layout.complete_iterations(self.root) if it <= newest]
+        for iteration in complete[: -self.settings.keep_last]:
+            shutil.rmtree(layout.iteration_dir(self.root, iteration))
+            logger.info("deleted checkpoint of iteration %d (keeping the last %d)", iteration, self.settings.keep_last)
+
+    def _run_record(self, state: TrainState) -> dict:
+        run = self.run
+        return {
+            "format_version": 1,
+            "written_by": "training",
+            "model": config_to_dict(run.model),
+            "parallel": config_to_dict(run.recipe.parallel),
+            "world_size": dist.get_world_size(),
+            "iteration": state.iteration,
+            "image_settings": dataclasses.asdict(run.data.image_settings),
+            "tokenizer_fingerprint": self.tokenizer.fingerprint,
+            "stage": run.recipe.name,
+            "consumed_tokens": state.consumed_tokens,
+            "loss_tokens_per_kind": state.loss_tokens_per_kind,
+            "optimizer_format": self.optimizer_format,
+            "run": config_to_dict(run),
+        }
+
+    def _state_dict(self, trainer: Trainer, *, loading: bool, optimizer_format: str, with_rng: bool) -> dict:
+        trainable = trainer.trainable
+        model = trainable.model.sharded_state_dict()
+        state = {
+            "model": model,
+            "optimizer": trainable.optimizer.sharded_state_dict(
+                model, is_loading=loading, metadata={OPTIMIZER_FORMAT_KEY: optimizer_format}
+            ),
+            "scheduler": trainable.scheduler.state_dict(),
+            "train_state": dataclasses.asdict(trainer.state),
+            "loader": None if loading else trainer.loader.state_dict(),
+        }
+        if with_rng:
+            pgs = self.pg_collection
+            state["rng"] = ShardedObject(
+                "rng_state",
+                capture_rng_state(),
+                (pgs.pp.size(), pgs.tp.size(), pgs.dp.size()),
+                (pgs.pp.rank(), pgs.tp.rank(), pgs.dp.rank()),
+                replica_id=0,
+            )
+        return state
+
+    # ---- loading ------------------------------------------------------------------------------
+
+    def resume(self, trainer: Trainer) -> bool:
+        """Load everything from this stage's latest checkpoint; False when the stage has none yet."""
+        if layout.read_latest_iteration(self.root) is None:
+            return False
+        directory, iteration = layout.resolve_checkpoint(self.root)
+        record = layout.read_run_record(directory)
+        recipe = self.run.recipe
+        saved_trains = record["run"]["recipe"]["trains"]
+        if saved_trains != config_to_dict(recipe.trains):
+            raise ValueError(
+                f"{directory} was trained with {saved_trains}, this run's recipe trains {config_to_dict(recipe.trains)}; "
+                f"the optimizer state does not carry over: keep the recipe's trains, or start a new stage that "
+                f"sets init_from={str(self.root)!r}"
+            )
+        optimizer_format = record.get("optimizer_format", self.optimizer_format)
+        same_layout = record["parallel"] == config_to_dict(recipe.parallel) and record["world_size"] == dist.get_world_size()
+        if optimizer_format == "dp_reshardable" and record["parallel"] != config_to_dict(recipe.parallel):
+            raise ValueError(
+                f"{directory} holds the optimizer state in the dp_reshardable format, which loads only at the "
+                f"tensor / pipeline layout it was saved with ({record['parallel']}); resume with that layout, or "
+                "save with optimizer.checkpoint_format=fully_reshardable"
+            )
+        self._check_model(record, directory)
+        state = self._state_dict(trainer, loading=True, optimizer_format=optimizer_format, with_rng=same_layout)
+        loaded = dist_checkpointing.load(state, str(directory))
+        trainable = trainer.trainable
+        trainable.model.load_state_dict(loaded["model"])
+        trainable.optimizer.load_state_dict(loaded["optimizer"])
+        trainable.scheduler.load_state_dict(loaded["scheduler"])
+        trainer.state = TrainState(**loaded["train_state"])
+        trainer.loader.load_state_dict(loaded["loader"])
+        if same_layout:
+            restore_rng_state(loaded["rng"])
+        else:
+            logger.warning(
+                "resuming at another layout (saved: %s on %d ranks): RNG states start afresh",
+                record["parallel"], record["world_size"],
+            )
+        self.last_saved = iteration
+        logger.info("resumed from %s at iteration %d", directory, iteration)
+        return True
+
+    def load_weights(self, trainer: Trainer, init_from: str) -> int:
+        """A new stage: the model weights of ``init_from``'s latest checkpoint, nothing else; returns its iteration."""
+        directory, iteration = layout.resolve_checkpoint(init_from)
+        record = layout.read_run_record(directory)
+        self._check_model(record, directory)
+        trainable = trainer.trainable
+        loaded = dist_checkpointing.load({"model": trainable.model.sharded_state_dict()}, str(directory))
+        trainable.model.load_state_dict(loaded["model"])
+        # The optimizer's fp32 main parameters were copied from the random weights: copy them again.
+        trainable.optimizer.reload_model_params()
+        logger.info("new stage: weights from %s (iteration %d); fresh optimizer, iteration 0", directory, iteration)
+        return iteration
+
+    def _check_model(self, record: dict, directory: Path) -> None:
+        saved_fingerprint = record.get("tokenizer_fingerprint")
+        if saved_fingerprint is not None and saved_fingerprint != self.tokenizer.fingerprint:
+            raise ValueError(
+                f"{directory} was trained with tokenizer {saved_fingerprint[:12]}..., this run uses "
+                f"{self.run.paths.tokenizer} ({self.tokenizer.fingerprint[:12]}...); use the checkpoint's tokenizer "
+                f"({directory / layout.TOKENIZER_DIR}) and data packed with it"
+            )
+        saved = {k: v for k, v in record["model"].items() if k not in LAYOUT_FREE_MODEL_FIELDS}
+        current = {k: v for k, v in config_to_dict(self.run.model).items() if k not in LAYOUT_FREE_MODEL_FIELDS}
+        if saved != current:
+            different = sorted(key for key in current if saved.get(key) != current[key])
+            raise ValueError(
+                f"{directory} holds a different model: {different} differ from this run's {self.run.recipe.model} "
+                "config; use the --model the checkpoint was trained with"
+            )
+
+
+def _fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class CheckpointHook(Hook):
+    """Saves every ``save_every`` iterations, at the end of the stage, and when a hook stopped the run."""
+
+    def __init__(self, checkpointer: Checkpointer, save_every: int) -> None:
+        self.checkpointer = checkpointer
+        self.save_every = save_every
+
+    def after_step(self, trainer: Trainer, result: StepResult) -> None:
+        self.checkpointer.poll()
+        if result.iteration % self.save_every == 0 or trainer.done or trainer.stop_reason is not None:
+            self.checkpointer.save(trainer)
+
+    def on_end(self, trainer: Trainer) -> None:
+        self.checkpointer.wait()

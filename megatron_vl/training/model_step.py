@@ -1,0 +1,64 @@
+"""The model step: one ``VLBatch`` micro-batch -> ``VLModel`` forward -> the loss function megatron's
+schedules call. The only training module that knows the model's inputs and its loss.
+
+The loss is the mean over loss-masked tokens of the whole global batch: the loss function returns the
+*sum* of the masked per-token losses and the token count (megatron's ``calculate_per_token_loss``), the
+schedule backpropagates the sum, and ``finalize_model_grads`` divides the gradients by the token count
+summed over all micro-batches and data-parallel ranks. This is exact whatever the packing, the number
+of loss tokens per micro-batch, DP or PP.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+from typing import Iterator
+
+import torch
+
+from megatron_vl.config.model import VLModelConfig
+from megatron_vl.data.batch import VLBatch
+from megatron_vl.training.flops import training_flops
+
+
+def masked_token_loss(loss_mask: torch.Tensor, per_token_loss: torch.Tensor):
+    """(sum of the per-token losses where ``loss_mask`` is 1, number of such tokens, logged [sum, count])."""
+    total = (per_token_loss.float() * loss_mask).sum()
+    count = loss_mask.sum().to(torch.int)
+    return total, count, {"loss": torch.stack([total.detach(), count.detach().float()])}
+
+
+class VLModelStep:
+    """``forward_step_func`` for megatron's schedules, counting what it ran for the step's statistics.
+
+    ``stats()`` returns and resets, since the last call: the model FLOPs (for MFU) and the loss tokens
+    per data kind of the micro-batches this rank ran.
+    """
+
+    def __init__(self, config: VLModelConfig, frozen: dict[str, bool], device: torch.device) -> None:
+        self.config = config
+        self.frozen = dict(frozen)
+        self.device = device
+        self._flops = 0.0
+        self._loss_tokens: Counter = Counter()
+
+    def __call__(self, data_iterator: Iterator[VLBatch], model: torch.nn.Module):
+        batch = next(data_iterator)
+        self._flops += training_flops(self.config, self.frozen, batch.cu_seqlens, batch.image_grid_thw)
+        self._loss_tokens.update(batch.loss_tokens_per_kind)
+        batch = batch.to(self.device, non_blocking=True)
+        per_token_loss = model(
+            batch.tokens,
+            batch.position_ids,
+            pixel_values=batch.pixel_values,
+            image_grid_thw=batch.image_grid_thw,
+            cu_seqlens=batch.cu_seqlens,
+            labels=batch.labels,
+        )
+        return per_token_loss, partial(masked_token_loss, batch.loss_mask)
+
+    def stats(self) -> dict:
+        stats = {"flops": self._flops, "loss_tokens": dict(self._loss_tokens)}
+        self._flops = 0.0
+        self._loss_tokens = Counter()
+        return stats

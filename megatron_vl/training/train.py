@@ -1,0 +1,182 @@
+"""Train one curriculum stage: ``python -m megatron_vl.training.train --recipe stage1_projector --model tiny``.
+
+Run it under torchrun (or srun: see ``launch/``); every rank runs the same command. A stage resumes by
+itself from its own latest checkpoint; otherwise it starts from the recipe's ``init_from``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import textwrap
+
+from megatron_vl.config.recipe import MODEL_PRESETS, STAGES
+from megatron_vl.training.run_config import PATH_ENVIRONMENT
+
+# megatron's checkpoint writer starts a spawn-context multiprocessing Manager, which imports this
+# module again: torch, megatron-core and the model are imported in the functions, not here.
+
+logger = logging.getLogger("megatron_vl.training")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m megatron_vl.training.train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=textwrap.dedent(f"""\
+            paths default to environment variables ({', '.join(PATH_ENVIRONMENT.values())}; see
+            megatron_vl/training/run_config.py). Examples:
+              torchrun --nproc-per-node 2 -m megatron_vl.training.train --recipe stage1_projector --model tiny
+              ... --set checkpoint.save_every=500 --set trains.language_lr=2e-5 --set parallel.tensor_parallel=4
+        """),
+    )
+    parser.add_argument("--recipe", required=True,
+                        help=f"stage recipe: one of {', '.join(STAGES)}, a module path, or a .py file defining recipe(model)")
+    parser.add_argument("--model", default=os.environ.get("MVL_MODEL", "mimo_vl_7b"), choices=MODEL_PRESETS,
+                        help="model preset (default: $MVL_MODEL, else mimo_vl_7b)")
+    parser.add_argument("--data-root", help="packed datasets root (default: $MVL_DATA_ROOT, else ./data)")
+    parser.add_argument("--checkpoint-root", help="checkpoint root, one folder per stage (default: $MVL_CHECKPOINT_ROOT)")
+    parser.add_argument("--log-root", help="TensorBoard / metrics root, one folder per stage (default: $MVL_LOG_ROOT)")
+    parser.add_argument("--tokenizer", help="tokenizer file or folder (default: $MVL_TOKENIZER, else DATA_ROOT/tokenizer)")
+    parser.add_argument("--init-from", help="checkpoint folder (or stage name) a new stage starts from, overriding the "
+                                            "recipe's; 'none' for random weights")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a recipe field (JSON value), e.g. --set checkpoint.save_every=100; repeatable")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved run config as JSON and exit")
+    return parser.parse_args(argv)
+
+
+def build_run(args: argparse.Namespace):
+    """The resolved ``RunConfig`` and the tokenizer."""
+    from megatron_vl.config.overrides import apply_overrides
+    from megatron_vl.config.recipe import load_recipe
+    from megatron_vl.tokenizer import load_tokenizer
+    from megatron_vl.training.run_config import RunPaths, resolve_run
+
+    recipe = apply_overrides(load_recipe(args.recipe, args.model), args.set)
+    if args.init_from is not None:
+        init_from = None if args.init_from.lower() == "none" else args.init_from
+        recipe = apply_overrides(recipe, [f"init_from={json.dumps(init_from)}"])
+    paths = RunPaths.from_environment(
+        data_root=args.data_root, checkpoint_root=args.checkpoint_root, log_root=args.log_root, tokenizer=args.tokenizer
+    )
+    tokenizer = load_tokenizer(paths.tokenizer)
+    return resolve_run(recipe, paths, tokenizer), tokenizer
+
+
+def train(run, tokenizer) -> str:
+    """Train (or resume) the ``RunConfig``'s stage on the initialised process group; returns how the run ended."""
+    import torch
+    import torch.distributed as dist
+
+    from megatron_vl.config.serialization import config_to_dict
+    from megatron_vl.data.eval_loader import EvalLoader
+    from megatron_vl.data.train_loader import TrainLoader
+    from megatron_vl.runtime import initialize_model_parallel, set_seed
+    from megatron_vl.training.checkpointing import Checkpointer, CheckpointHook
+    from megatron_vl.training.evaluation import EvalHook
+    from megatron_vl.training.metrics_log import MetricsLog
+    from megatron_vl.training.model_step import VLModelStep
+    from megatron_vl.training.parallelize import parallelize
+    from megatron_vl.training.signals import StopOnSignal
+    from megatron_vl.training.trainer import Trainer
+
+    recipe = run.recipe
+    pgs = initialize_model_parallel(recipe.parallel)
+    set_seed(recipe.seed, pgs)
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    trainable = parallelize(run, pgs)
+    dp_rank, dp_size = pgs.dp.rank(), pgs.dp.size()
+    loader = TrainLoader(run.data, tokenizer_fingerprint=tokenizer.fingerprint, data_parallel_rank=dp_rank,
+                         data_parallel_size=dp_size, data_parallel_group=pgs.dp)
+    model_step = VLModelStep(run.model, recipe.trains.frozen, device)
+    metrics = MetricsLog(run.log_dir, log_every=recipe.logging.log_every, peak_flops=recipe.logging.peak_flops,
+                         world_size=dist.get_world_size(), writer=dist.get_rank() == 0)
+    checkpointer = Checkpointer(run, tokenizer, pgs, recipe.checkpoint)
+    hooks = [metrics]
+    if recipe.eval.every:
+        eval_loader = EvalLoader(run.data, tokenizer_fingerprint=tokenizer.fingerprint, data_parallel_rank=dp_rank,
+                                 data_parallel_size=dp_size)
+        hooks.append(EvalHook(eval_loader, recipe.eval.every, metrics))
+    hooks += [StopOnSignal(), CheckpointHook(checkpointer, recipe.checkpoint.save_every)]
+    trainer = Trainer(
+        trainable=trainable, forward_step=model_step, step_stats=model_step.stats, loader=loader,
+        micro_batches_per_step=loader.micro_batches_per_step, micro_batch_tokens=recipe.micro_batch_size * recipe.seq_len,
+        tokens_per_step=recipe.tokens_per_iteration, train_iterations=run.train_iterations, pg_collection=pgs,
+        device=device, hooks=hooks,
+    )
+    if not checkpointer.resume(trainer):
+        if run.init_from is not None:
+            checkpointer.load_weights(trainer, run.init_from)
+        else:
+            logger.info("new stage from random weights (seed %d)", recipe.seed)
+    try:
+        if trainer.done:
+            return f"already complete at iteration {trainer.state.iteration}"
+        if dist.get_rank() == 0:
+            os.makedirs(run.log_dir, exist_ok=True)
+            with open(os.path.join(run.log_dir, "config.json"), "w") as file:
+                json.dump(config_to_dict(run), file, indent=2)
+        logger.info(
+            "stage %s: %s on %d ranks (TP %d, PP %d, DP %d), iterations %d -> %d, %d micro-batches of %d x %d tokens per "
+            "rank per step", recipe.name, recipe.model, dist.get_world_size(), pgs.tp.size(), pgs.pp.size(), dp_size,
+            trainer.state.iteration, run.train_iterations, loader.micro_batches_per_step, recipe.micro_batch_size,
+            recipe.seq_len,
+        )
+        trainer.run()
+    finally:
+        checkpointer.close()
+    state = trainer.state
+    ending = f"stopped ({trainer.stop_reason})" if trainer.stop_reason else "complete"
+    return (f"{ending} at iteration {state.iteration}/{run.train_iterations}, {state.consumed_tokens} tokens consumed; "
+            f"checkpoints in {run.checkpoint_dir}, metrics in {run.log_dir}")
+
+
+def _raised_by_this_project(error: BaseException) -> bool:
+    """A ValueError of ours is a user error with its fix in the message; others keep their traceback."""
+    trace = error.__traceback__
+    while trace.tb_next is not None:
+        trace = trace.tb_next
+    return f"{os.sep}megatron_vl{os.sep}" in trace.tb_frame.f_code.co_filename
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
+    try:
+        run, tokenizer = build_run(args)
+        if args.dry_run:
+            from megatron_vl.config.serialization import config_to_dict
+
+            print(json.dumps(config_to_dict(run), indent=2))
+            return 0
+        import torch.distributed as dist
+
+        from megatron_vl.runtime import destroy_model_parallel, init_distributed
+
+        init_distributed()
+        try:
+            summary = train(run, tokenizer)
+        finally:
+            destroy_model_parallel()
+            dist.destroy_process_group()
+    except ValueError as error:
+        if not _raised_by_this_project(error):
+            raise
+        logger.error("%s", error)
+        return 2
+    logger.info("stage %s %s", run.recipe.name, summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The training entry point run for real (``torchrun --standalone``, 2 CPU ranks, the ``tiny`` recipes on
+128-token packs): kill -9 and resume, SIGTERM, resume at another TP, stage 1 freezing, a stage transition.
+
+Stage 1 runs at the recipe's TP=2 for 6 iterations (checkpoints every 2, eval every 3) from a model-only
+checkpoint as ``checkpoints_tools.from_hf`` writes it (saved at TP=1).
+"""
+
+import shutil
+import signal
+
+import pytest
+import torch
+
+from megatron_vl.training import checkpoint_layout as layout
+from tests.multirank import run_ranks
+from tests.training import torchrun
+from tests.training.init_checkpoint import checkpoint_tensors, write_init_checkpoint
+
+STAGE1, STAGE2 = "stage1_projector", "stage2_vit"
+ITERATIONS = 6
+BATCH = 4
+STAGE1_OVERRIDES = (f"global_batch_size={BATCH}", f"train_tokens={ITERATIONS * BATCH * 128}", "checkpoint.save_every=2",
+                    "eval.every=3")
+
+
+@pytest.fixture(scope="module")
+def init_checkpoint(data_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("from_hf")
+    run_ranks(write_init_checkpoint, 1, str(root), str(data_root / "tokenizer"), 11)
+    return root
+
+
+def _stage1(data_root, init_checkpoint, checkpoint_root, overrides=()):
+    return dict(stage=STAGE1, nproc=2, data_root=data_root, checkpoint_root=checkpoint_root,
+                overrides=(*STAGE1_OVERRIDES, *overrides), extra_args=("--init-from", str(init_checkpoint)))
+
+
+@pytest.fixture(scope="module")
+def reference(data_root, init_checkpoint, tmp_path_factory):
+    """Stage 1 uninterrupted."""
+    root = tmp_path_factory.mktemp("reference")
+    torchrun.run(**_stage1(data_root, init_checkpoint, root))
+    return root
+
+
+@pytest.fixture(scope="module")
+def interrupted(data_root, init_checkpoint, tmp_path_factory):
+    """Stage 1 killed with SIGKILL (the whole process group) once its first checkpoint exists; resumed and
+    sent SIGTERM (rank 1 only) after its first new step; resumed again to the end. A copy of the
+    checkpoints after the SIGTERM is kept for the resume at another TP."""
+    root = tmp_path_factory.mktemp("interrupted")
+    process = torchrun.start(**_stage1(data_root, init_checkpoint, root))
+    torchrun.wait_for(lambda: torchrun.latest(root, STAGE1) is not None, process, what="the first checkpoint")
+    torchrun.kill_all(process)
+    killed_at = torchrun.latest(root, STAGE1)
+
+    process = torchrun.start(**_stage1(data_root, init_checkpoint, root))
+    log = root / f"{STAGE1}.log"
+    resumed_step = f"iter {killed_at + 1}/{ITERATIONS}"
+    torchrun.wait_for(lambda: resumed_step in log.read_text().rpartition("resumed from")[2], process, what="a resumed step")
+    torchrun.workers(process)[1].send_signal(signal.SIGTERM)
+    sigterm_exit = torchrun.finish(process)
+    stopped_at = torchrun.latest(root, STAGE1)
+    copy = tmp_path_factory.mktemp("tp_change")
+    shutil.copytree(root / STAGE1, copy / STAGE1)
+
+    torchrun.run(**_stage1(data_root, init_checkpoint, root))
+    return dict(root=root, killed_at=killed_at, sigterm_exit=sigterm_exit, stopped_at=stopped_at, copy=copy)
+
+
+def test_kill9_and_sigterm_then_resume_give_the_uninterrupted_losses_bit_for_bit(reference, interrupted):
+    assert 0 < interrupted["killed_at"] < interrupted["stopped_at"] < ITERATIONS
+    expected = torchrun.losses(reference, STAGE1)
+    assert sorted(expected) == list(range(1, ITERATIONS + 1))
+    assert torchrun.losses(interrupted["root"], STAGE1) == expected
+    assert torchrun.eval_losses(interrupted["root"], STAGE1) == torchrun.eval_losses(reference, STAGE1)
+    assert len(torchrun.eval_losses(reference, STAGE1)) == 2
+
+
+def test_sigterm_to_one_rank_saves_and_exits_0(interrupted):
+    assert interrupted["sigterm_exit"] == 0
+    root = interrupted["copy"] / STAGE1
+    assert layout.read_latest_iteration(root) == interrupted["stopped_at"]
+    record = layout.read_run_record(layout.iteration_dir(root, interrupted["stopped_at"]))
+    assert record["iteration"] == interrupted["stopped_at"]
+    assert "SIGTERM received" in (interrupted["root"] / f"{STAGE1}.log").read_text()
+
+
+def test_resume_at_another_tensor_parallel_size_continues_the_run(data_root, init_checkpoint, reference, interrupted):
+    copy, stopped_at = interrupted["copy"], interrupted["stopped_at"]
+    torchrun.run(**_stage1(data_root, init_checkpoint, copy, ("parallel.tensor_parallel=1",)))
+    expected, resumed = torchrun.losses(reference, STAGE1), torchrun.losses(copy, STAGE1)
+    assert sorted(resumed) == list(range(stopped_at + 1, ITERATIONS + 1))
+    for iteration in resumed:
+        assert resumed[iteration] == pytest.approx(expected[iteration], rel=1e-4), iteration
+    assert f"resumed from {copy / STAGE1 / layout.iteration_dir('', stopped_at)}" in (copy / f"{STAGE1}.log").read_text()
+
+
+def test_stage1_changes_the_projector_only(init_checkpoint, reference):
+    before = checkpoint_tensors(layout.iteration_dir(init_checkpoint, 0))
+    after = checkpoint_tensors(layout.iteration_dir(reference / STAGE1, ITERATIONS))
+    model_keys = [key for key in before if not key.startswith("optimizer.") and "_extra_state" not in key]
+    assert any(key.startswith("vision_model.") for key in model_keys)
+    for key in model_keys:
+        if key.startswith("vision_projection."):
+            assert not torch.equal(after[key], before[key]), f"{key} did not train"
+        else:
+            assert torch.equal(after[key], before[key]), f"{key} changed while frozen"
+    optimizer_keys = [key for key in after if key.startswith("optimizer.state.exp_avg.")]
+    assert optimizer_keys and all(".vision_projection." in key for key in optimizer_keys)
+
+
+def test_new_stage_takes_the_weights_and_a_fresh_optimizer(data_root, reference):
+    """Stage 2 (ViT + projector, at the recipe's TP=1 x DP=2) from stage 1's checkpoints (TP=2)."""
+    torchrun.run(stage=STAGE2, nproc=2, data_root=data_root, checkpoint_root=reference,
+                 overrides=(f"global_batch_size={BATCH}", f"train_tokens={2 * BATCH * 128}", "checkpoint.save_every=2",
+                            "eval.every=2"))
+    assert sorted(torchrun.losses(reference, STAGE2)) == [1, 2]
+    stage1 = checkpoint_tensors(layout.iteration_dir(reference / STAGE1, ITERATIONS))
+    stage2 = checkpoint_tensors(layout.iteration_dir(reference / STAGE2, 2))
+    language = [key for key in stage1 if key.startswith("language_model.") and "_extra_state" not in key]
+    assert language and all(torch.equal(stage2[key], stage1[key]) for key in language)
+    vision = [key for key in stage1 if key.startswith("vision_model.") and "_extra_state" not in key]
+    assert any(not torch.equal(stage2[key], stage1[key]) for key in vision)
+    steps = {key: value for key, value in stage2.items() if key.startswith("optimizer.") and key.endswith(".step")}
+    record = layout.read_run_record(layout.iteration_dir(reference / STAGE2, 2))
+    assert record["iteration"] == 2 and record["stage"] == STAGE2
+    assert record["consumed_tokens"] == 2 * BATCH * 128
+    assert not steps or all(int(value.max()) == 2 for value in steps.values())
