@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint import FileSystemReader
+from torch.distributed.checkpoint import CheckpointException, FileSystemReader
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 from torch.distributed.checkpoint.metadata import ChunkStorageMetadata, Metadata, TensorStorageMetadata
 from torch.distributed.checkpoint.planner import LoadPlan, ReadItem
@@ -123,7 +123,7 @@ class DistCheckpointReader:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="torch.distributed is disabled")  # one process on purpose
                 dcp.load({}, storage_reader=self._reader, planner=_BoxLoadPlanner(boxes, buffers), no_dist=True)
-        except Exception as error:  # noqa: BLE001 - DCP wraps per-item failures; name the files instead
+        except (Exception, CheckpointException) as error:  # noqa: BLE001 - DCP wraps item failures; name the files
             files = sorted({
                 info.relative_path
                 for index, info in self.metadata.storage_data.items()

@@ -161,6 +161,7 @@ def import_checkpoint(request: ImportRequest, *, progress: bool = True) -> dict:
             tied_embeddings=tied, init_std=config.init_method_std, seed=request.seed,
         )
     _check_preset(request, source, config, found)
+    source.check(needed, str(request.hf) if request.hf else f"{request.vision} + {request.llm}")
     if tokenizer.vocab_size > config.language.vocab_size:
         raise ValueError(
             f"the tokenizer has {tokenizer.vocab_size} ids but the LLM's vocabulary is {config.language.vocab_size}; "

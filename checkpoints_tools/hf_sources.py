@@ -3,8 +3,8 @@
 
 A ``WeightSource`` maps every in-memory HF name (``models/hf_mapping.py``'s) to a loader that reads that one
 tensor when called, and its shape; nothing is read until the converter asks. Tensors a source has but the
-model does not use are either refused (an unknown tensor means another model) or, where that is the point
-of the import, left out and counted in ``notes``.
+model does not use are either refused by ``check`` (an unknown tensor means another model) or, where that is
+the point of the import, left out and counted in ``notes``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ class WeightSource:
     """In-memory HF name -> where it is read from (file and name there), for error messages."""
     notes: list[str] = dataclasses.field(default_factory=list)
     """What was left out or made up, to report."""
+    unknown: list[str] = dataclasses.field(default_factory=list)
+    """Stored tensors the model does not have: ``check`` refuses them (after shapes were compared)."""
+    unknown_hint: str = ""
+    """What to do about unknown tensors."""
 
     def add_file_tensor(self, name: str, checkpoint: SafetensorsCheckpoint, stored: str) -> None:
         if name in self.loaders:
@@ -39,7 +43,13 @@ class WeightSource:
         self.shapes[name] = checkpoint.shape(stored)
         self.origin[name] = f"{checkpoint.entries[stored].file}:{stored}"
 
-    def check_complete(self, needed: list[str], what: str) -> None:
+    def check(self, needed: list[str], what: str) -> None:
+        """Refuse stored tensors the model lacks and model tensors the source lacks."""
+        if self.unknown:
+            raise ValueError(
+                f"{what} holds {len(self.unknown)} tensor(s) the model of its config.json does not have, e.g. "
+                f"{self.unknown[:3]}; {self.unknown_hint}"
+            )
         missing = [name for name in needed if name not in self.loaders]
         if missing:
             raise ValueError(
@@ -50,21 +60,14 @@ class WeightSource:
 
 def whole_model(checkpoint: SafetensorsCheckpoint, needed: list[str]) -> WeightSource:
     """Every tensor from one Qwen2.5-VL / MiMo-VL checkpoint (either naming layout); an unknown tensor is an error."""
-    source = WeightSource()
+    source = WeightSource(unknown_hint="it is another model (for a ViT plus a text-only LLM use --vision and --llm)")
     wanted = set(needed)
-    unknown = []
     for stored in checkpoint.names():
         name = memory_name(stored)
         if name in wanted:
             source.add_file_tensor(name, checkpoint, stored)
         else:
-            unknown.append(stored)
-    if unknown:
-        raise ValueError(
-            f"{checkpoint.directory} holds {len(unknown)} tensor(s) a Qwen2.5-VL model of its config.json does not "
-            f"have, e.g. {unknown[:3]}; it is another architecture (for a ViT plus a text-only LLM use --vision/--llm)"
-        )
-    source.check_complete(needed, str(checkpoint.directory))
+            source.unknown.append(stored)
     return source
 
 
@@ -79,9 +82,9 @@ def from_parts(
     seed: int,
 ) -> WeightSource:
     """The ViT from a Qwen2.5-VL checkpoint, the LLM from a text-only one, the projector freshly initialised."""
-    source = WeightSource()
+    source = WeightSource(unknown_hint="pass a Qwen2.5-VL checkpoint as --vision and a Qwen2 / MiMo-7B-Base one as --llm")
     wanted = set(needed)
-    merger, language, unknown = 0, 0, []
+    merger, language = 0, 0
     for stored in vision.names():
         name = memory_name(stored)
         if name.startswith(_PROJECTOR):
@@ -91,36 +94,23 @@ def from_parts(
         elif name in wanted:
             source.add_file_tensor(name, vision, stored)
         else:
-            unknown.append(stored)
-    if unknown:
-        raise ValueError(
-            f"{vision.directory} holds {len(unknown)} ViT tensor(s) its config.json's vision_config does not have, "
-            f"e.g. {unknown[:3]}; pass a Qwen2.5-VL checkpoint as --vision"
-        )
+            source.unknown.append(stored)
     source.notes.append(
         f"took the ViT of {vision.directory}, leaving out its merger ({merger} tensors; the projector starts fresh) "
         f"and its LLM ({language} tensors)"
     )
 
-    mtp_layers, mtp_tensors, unknown = set(), 0, []
+    mtp_layers, mtp_tensors = set(), 0
     for stored in llm.names():
         name = memory_name(stored)
         mtp = _MTP.match(name)
         if mtp:
             mtp_layers.add(int(mtp.group(1)))
             mtp_tensors += 1
-        elif name.startswith("model.language_model.") or name == "lm_head.weight":
-            if name not in wanted:
-                unknown.append(stored)
-            else:
-                source.add_file_tensor(name, llm, stored)
+        elif name in wanted and (name.startswith("model.language_model.") or name == "lm_head.weight"):
+            source.add_file_tensor(name, llm, stored)
         else:
-            unknown.append(stored)
-    if unknown:
-        raise ValueError(
-            f"{llm.directory} holds {len(unknown)} tensor(s) a Qwen2-style LLM of its config.json does not have, "
-            f"e.g. {unknown[:3]}; pass a Qwen2ForCausalLM / MiMo-7B-Base checkpoint as --llm"
-        )
+            source.unknown.append(stored)
     if mtp_tensors:
         source.notes.append(
             f"left out {len(mtp_layers)} multi-token-prediction layer(s) ({mtp_tensors} tensors) of {llm.directory}: "
@@ -141,7 +131,6 @@ def from_parts(
         f"initialised the projector's {len(projector)} tensors: normal(0, {init_std}) weights, zero biases, unit norm "
         f"(seed {seed})"
     )
-    source.check_complete(needed, f"{vision.directory} + {llm.directory}")
     return source
 
 

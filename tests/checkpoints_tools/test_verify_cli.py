@@ -1,0 +1,37 @@
+"""``python -m checkpoints_tools.verify`` passes an honest export and fails one whose weights drifted."""
+
+import os
+import subprocess
+import sys
+
+import torch
+from safetensors.torch import save_file
+
+from checkpoints_tools.safetensors_files import SafetensorsCheckpoint
+from checkpoints_tools.to_hf import export
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _verify(*args):
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "checkpoints_tools.verify", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_verify_passes_then_fails_on_drifted_weights(world, tmp_path):
+    checkpoint = str(world.megatron_roots[(2, 2)])
+    export(checkpoint, tmp_path / "hf", progress=False)
+    result = _verify("--ckpt", checkpoint, "--hf", str(tmp_path / "hf"), "--per-layer", "--threshold", "1e-4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS" in result.stdout and "llm layer 3" in result.stdout and "projector" in result.stdout
+
+    folder = SafetensorsCheckpoint(tmp_path / "hf")
+    name = "model.norm.weight"
+    shard = folder.entries[name].file
+    tensors = {other: folder.get(other) for other, entry in folder.entries.items() if entry.file == shard}
+    tensors[name] = tensors[name] * 1.01
+    save_file(tensors, shard)
+    result = _verify("--ckpt", checkpoint, "--hf", str(tmp_path / "hf"), "--threshold", "1e-4")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL" in result.stdout
