@@ -16,14 +16,24 @@ MODULE_PREFIXES = {"vision": "vision_model.", "projector": "vision_projection.",
 
 
 def module_overrides(trains: TrainedModules, schedule: LRSchedule) -> dict[ParamKey, dict]:
-    """megatron param-group overrides: each trained module's peak and floor LR, tagged with its name."""
+    """megatron param-group overrides: each trained module's peak and floor LR.
+
+    Modules with the same LR share a group. ``lr_mult`` (LR over the stage's peak LR) names the group:
+    megatron matches a checkpoint's param groups to the optimizer's by (``wd_mult``, ``lr_mult``, ...) only,
+    so groups that differ in ``max_lr`` alone would be mixed up on resume. The scheduler ignores it.
+    """
+    peak = peak_lr(trains)
     overrides = {}
     for module, prefix in MODULE_PREFIXES.items():
         lr = trains.lr(module)
         if lr is not None:
             key = ParamKey(name=(f"{prefix}*", f"*.{prefix}*"))
-            overrides[key] = {"max_lr": lr, "min_lr": lr * schedule.min_lr_ratio, "module": module}
+            overrides[key] = {"max_lr": lr, "min_lr": lr * schedule.min_lr_ratio, "lr_mult": lr / peak}
     return overrides
+
+
+def peak_lr(trains: TrainedModules) -> float:
+    return max(trains.lr(module) for module in MODULE_PREFIXES if trains.lr(module) is not None)
 
 
 def build_optimizer(
@@ -36,8 +46,8 @@ def build_optimizer(
     pg_collection: ProcessGroupCollection,
 ):
     """The optimizer over the trainable parameters of ``chunks`` (DDP-wrapped): one group per
-    (module, decays or not). Frozen parameters (``requires_grad=False``) get no state."""
-    peak = max(trains.lr(module) for module in MODULE_PREFIXES if trains.lr(module) is not None)
+    (module LR, decays or not). Frozen parameters (``requires_grad=False``) get no state."""
+    peak = peak_lr(trains)
     config = OptimizerConfig(
         optimizer="adam",
         lr=peak,
@@ -82,7 +92,10 @@ def build_scheduler(optimizer, *, schedule: LRSchedule, weight_decay: float, tra
     )
 
 
-def learning_rates(optimizer) -> dict[str, float]:
+def learning_rates(optimizer, trains: TrainedModules) -> dict[str, float]:
     """The current LR of each trained module (every rank has every group, possibly empty)."""
-    return {group["module"]: group["lr"] for group in optimizer.param_groups if "module" in group}
-
+    rates = {}
+    for module in MODULE_PREFIXES:
+        if trains.lr(module) is not None:
+            rates[module] = next(g["lr"] for g in optimizer.param_groups if g["max_lr"] == trains.lr(module))
+    return rates

@@ -21,9 +21,9 @@ from megatron.core.process_groups_config import ProcessGroupCollection
 from megatron.core.transformer.module import Float16Module
 from megatron.core.transformer.transformer_block import TransformerBlock
 
-from megatron_vl.config.training import RecomputeSettings
+from megatron_vl.config.training import RecomputeSettings, TrainedModules
 from megatron_vl.models import VLModel
-from megatron_vl.training.optimizer import build_optimizer, build_scheduler
+from megatron_vl.training.optimizer import build_optimizer, build_scheduler, learning_rates
 from megatron_vl.training.run_config import RunConfig
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,12 @@ class TrainableModel:
     """megatron's optimizer (``DistributedOptimizer`` or ``FP32Optimizer`` / ``Float16OptimizerWithFloat16Params``)."""
     scheduler: OptimizerParamScheduler
     """Per-module warmup and decay."""
+    trains: TrainedModules
+    """The trained modules and their peak LRs."""
+
+    def learning_rates(self) -> dict[str, float]:
+        """The current LR of each trained module."""
+        return learning_rates(self.optimizer, self.trains)
 
 
 def apply_recompute(model: VLModel, settings: RecomputeSettings) -> None:
@@ -111,4 +117,4 @@ def parallelize(run: RunConfig, pg_collection: ProcessGroupCollection) -> Traina
     if ddp_config.overlap_grad_reduce:
         config.no_sync_func = ddp.no_sync
         config.grad_sync_func = ddp.start_grad_sync
-    return TrainableModel(model=model, chunks=chunks, optimizer=optimizer, scheduler=scheduler)
+    return TrainableModel(model=model, chunks=chunks, optimizer=optimizer, scheduler=scheduler, trains=recipe.trains)

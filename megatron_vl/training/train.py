@@ -70,45 +70,16 @@ def build_run(args: argparse.Namespace):
 
 def train(run, tokenizer) -> str:
     """Train (or resume) the ``RunConfig``'s stage on the initialised process group; returns how the run ended."""
-    import torch
     import torch.distributed as dist
 
     from megatron_vl.config.serialization import config_to_dict
-    from megatron_vl.data.eval_loader import EvalLoader
-    from megatron_vl.data.train_loader import TrainLoader
     from megatron_vl.runtime import initialize_model_parallel, set_seed
-    from megatron_vl.training.checkpointing import Checkpointer, CheckpointHook
-    from megatron_vl.training.evaluation import EvalHook
-    from megatron_vl.training.metrics_log import MetricsLog
-    from megatron_vl.training.model_step import VLModelStep
-    from megatron_vl.training.parallelize import parallelize
-    from megatron_vl.training.signals import StopOnSignal
-    from megatron_vl.training.trainer import Trainer
+    from megatron_vl.training.build import build_trainer
 
     recipe = run.recipe
     pgs = initialize_model_parallel(recipe.parallel)
     set_seed(recipe.seed, pgs)
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    trainable = parallelize(run, pgs)
-    dp_rank, dp_size = pgs.dp.rank(), pgs.dp.size()
-    loader = TrainLoader(run.data, tokenizer_fingerprint=tokenizer.fingerprint, data_parallel_rank=dp_rank,
-                         data_parallel_size=dp_size, data_parallel_group=pgs.dp)
-    model_step = VLModelStep(run.model, recipe.trains.frozen, device)
-    metrics = MetricsLog(run.log_dir, log_every=recipe.logging.log_every, peak_flops=recipe.logging.peak_flops,
-                         world_size=dist.get_world_size(), writer=dist.get_rank() == 0)
-    checkpointer = Checkpointer(run, tokenizer, pgs, recipe.checkpoint)
-    hooks = [metrics]
-    if recipe.eval.every:
-        eval_loader = EvalLoader(run.data, tokenizer_fingerprint=tokenizer.fingerprint, data_parallel_rank=dp_rank,
-                                 data_parallel_size=dp_size)
-        hooks.append(EvalHook(eval_loader, recipe.eval.every, metrics))
-    hooks += [StopOnSignal(), CheckpointHook(checkpointer, recipe.checkpoint.save_every)]
-    trainer = Trainer(
-        trainable=trainable, forward_step=model_step, step_stats=model_step.stats, loader=loader,
-        micro_batches_per_step=loader.micro_batches_per_step, micro_batch_tokens=recipe.micro_batch_size * recipe.seq_len,
-        tokens_per_step=recipe.tokens_per_iteration, train_iterations=run.train_iterations, pg_collection=pgs,
-        device=device, hooks=hooks,
-    )
+    trainer, checkpointer = build_trainer(run, tokenizer, pgs)
     if not checkpointer.resume(trainer):
         if run.init_from is not None:
             checkpointer.load_weights(trainer, run.init_from)
@@ -123,9 +94,9 @@ def train(run, tokenizer) -> str:
                 json.dump(config_to_dict(run), file, indent=2)
         logger.info(
             "stage %s: %s on %d ranks (TP %d, PP %d, DP %d), iterations %d -> %d, %d micro-batches of %d x %d tokens per "
-            "rank per step", recipe.name, recipe.model, dist.get_world_size(), pgs.tp.size(), pgs.pp.size(), dp_size,
-            trainer.state.iteration, run.train_iterations, loader.micro_batches_per_step, recipe.micro_batch_size,
-            recipe.seq_len,
+            "rank per step", recipe.name, recipe.model, dist.get_world_size(), pgs.tp.size(), pgs.pp.size(),
+            pgs.dp.size(), trainer.state.iteration, run.train_iterations, trainer.micro_batches_per_step,
+            recipe.micro_batch_size, recipe.seq_len,
         )
         trainer.run()
     finally:

@@ -20,7 +20,6 @@ from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.pipeline_parallel.p2p_communication import P2PCommunicator
 from megatron.core.process_groups_config import ProcessGroupCollection
 
-from megatron_vl.training.optimizer import learning_rates
 from megatron_vl.training.parallelize import TrainableModel
 
 logger = logging.getLogger(__name__)
@@ -137,15 +136,12 @@ class Trainer:
     def train_step(self, batches: Iterator) -> StepResult:
         trainable = self.trainable
         start = time.perf_counter()
-        for chunk in trainable.chunks:
-            chunk.zero_grad_buffer()
-        trainable.optimizer.zero_grad()
-        lrs = learning_rates(trainable.optimizer)
-        outputs = self._schedule(batches, self.micro_batches_per_step, forward_only=False)
+        lrs = trainable.learning_rates()
+        outputs = self.forward_backward(batches)
         updated, grad_norm, _ = trainable.optimizer.step()
         if updated:
             trainable.scheduler.step(increment=1)
-        loss_sum, loss_tokens = self._global_loss(outputs)
+        loss_sum, loss_tokens = self.global_loss(outputs)
         flops, kinds = self._gather_stats()
         state = self.state
         state.iteration += 1
@@ -164,6 +160,14 @@ class Trainer:
             update_skipped=not updated,
         )
 
+    def forward_backward(self, batches: Iterator) -> list:
+        """One step's micro-batches forward and backward, gradients finalised (reduced over DP, divided by
+        the global batch's loss tokens) in the main grads; returns the last stage's loss logs."""
+        for chunk in self.trainable.chunks:
+            chunk.zero_grad_buffer()
+        self.trainable.optimizer.zero_grad()
+        return self._schedule(batches, self.micro_batches_per_step, forward_only=False)
+
     def evaluate(self, batches: Iterable, num_micro_batches: int) -> tuple[float, int]:
         """Mean loss over the loss tokens of ``batches`` (this rank's share of a held-out set) and the
         token count, over all data-parallel ranks."""
@@ -176,7 +180,7 @@ class Trainer:
             for chunk in self.trainable.chunks:
                 chunk.train()
         self.step_stats()
-        loss_sum, loss_tokens = self._global_loss(outputs)
+        loss_sum, loss_tokens = self.global_loss(outputs)
         return loss_sum / max(loss_tokens, 1), loss_tokens
 
     def _schedule(self, batches: Iterator, num_micro_batches: int, *, forward_only: bool) -> list:
@@ -192,7 +196,7 @@ class Trainer:
             **self._schedule_kwargs,
         )
 
-    def _global_loss(self, outputs: list) -> tuple[float, int]:
+    def global_loss(self, outputs: list) -> tuple[float, int]:
         """Sum of the loss and the loss-token count over all micro-batches and DP ranks (last stage's
         values, shared with every pipeline stage)."""
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)
