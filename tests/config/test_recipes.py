@@ -1,0 +1,160 @@
+"""The curriculum recipes follow DESIGN's table, resolve to the data layout, and recipes / overrides
+refuse bad values with the field named."""
+
+import dataclasses
+import math
+import types
+
+import pytest
+
+from megatron_vl.config.overrides import apply_overrides
+from megatron_vl.config.parallel import ParallelConfig
+from megatron_vl.config.recipe import STAGES, BlendComponent, StageRecipe, load_recipe, packed_dataset_dir
+from megatron_vl.config.training import LRSchedule, OptimizerSettings, TrainedModules
+from megatron_vl.training.run_config import RunPaths, resolve_run
+
+# stage: (vision LR, projector LR, language LR, seq_len, tokens, starts from)
+DESIGN_7B = {
+    "stage1_projector": (None, 1e-3, None, 8192, 300e9, "from_hf"),
+    "stage2_vit": (1e-5, 1e-4, None, 8192, 167e9, "stage1_projector"),
+    "stage3_multimodal": (1e-5, 1e-5, 1e-5, 8192, 1.4e12, "stage2_vit"),
+    "stage4_32k": (2.5e-5, 2.5e-5, 2.5e-5, 32768, 550e9, "stage3_multimodal"),
+}
+TOKENIZER = types.SimpleNamespace(image_pad_id=5, vocab_size=512, fingerprint="f" * 64)
+
+
+def _paths(tmp_path):
+    return RunPaths(data_root=str(tmp_path / "data"), checkpoint_root=str(tmp_path / "ckpt"),
+                    log_root=str(tmp_path / "logs"), tokenizer=str(tmp_path / "tok"))
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_7b_recipes_follow_the_design_table(stage):
+    recipe = load_recipe(stage, "mimo_vl_7b")
+    vision, projector, language, seq_len, tokens, init_from = DESIGN_7B[stage]
+    assert (recipe.trains.vision_lr, recipe.trains.projector_lr, recipe.trains.language_lr) == (vision, projector, language)
+    assert recipe.name == stage and recipe.model == "mimo_vl_7b"
+    assert recipe.seq_len == seq_len and recipe.train_tokens == tokens and recipe.init_from == init_from
+    assert recipe.train_iterations == math.ceil(tokens / (recipe.global_batch_size * seq_len))
+    assert (recipe.train_iterations - 1) * recipe.tokens_per_iteration < tokens <= recipe.train_iterations * recipe.tokens_per_iteration
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_recipes_resolve_to_the_packed_data_layout(stage, tmp_path):
+    for model in ("tiny", "mimo_vl_7b"):
+        recipe = load_recipe(stage, model)
+        run = resolve_run(recipe, _paths(tmp_path), TOKENIZER)
+        assert [entry.path for entry in run.data.blend] == [
+            str(packed_dataset_dir(tmp_path / "data", recipe.seq_len, c.kind)) for c in recipe.blend
+        ]
+        assert run.data.eval_path == str(tmp_path / "data" / "packed" / str(recipe.seq_len) / "eval")
+        assert run.checkpoint_dir == str(tmp_path / "ckpt" / stage)
+        assert run.log_dir == str(tmp_path / "logs" / stage)
+        assert run.model.image_token_id == 5
+        if recipe.init_from is None:
+            assert model == "tiny" and stage == "stage1_projector" and run.init_from is None
+        else:
+            assert run.init_from == str(tmp_path / "ckpt" / recipe.init_from)
+
+
+def test_tiny_recipes_are_the_demo(tmp_path):
+    seq_lens = [load_recipe(stage, "tiny").seq_len for stage in STAGES]
+    assert seq_lens == [1024, 1024, 1024, 2048]
+    layouts = [load_recipe(stage, "tiny").parallel.model_parallel_size for stage in STAGES]
+    assert all(size <= 2 for size in layouts)
+    assert [c.kind for c in load_recipe("stage4_32k", "tiny").blend][-1] == "long"
+
+
+def test_the_blend_grows_stage_by_stage():
+    kinds = [{c.kind for c in load_recipe(stage, "mimo_vl_7b").blend} for stage in STAGES]
+    assert kinds[0] == {"caption"} and kinds[1] == {"caption", "interleaved"}
+    assert kinds[0] < kinds[1] < kinds[2] < kinds[3]
+
+
+def test_paths_come_from_arguments_then_environment(tmp_path):
+    environ = {"MVL_DATA_ROOT": "/d", "MVL_CHECKPOINT_ROOT": "/c"}
+    paths = RunPaths.from_environment(environ, tokenizer="/t/tok.json")
+    assert paths == RunPaths(data_root="/d", checkpoint_root="/c", log_root="/c/logs", tokenizer="/t/tok.json")
+    assert RunPaths.from_environment(environ, data_root="/x").tokenizer == "/x/tokenizer"
+
+
+def _recipe(**changes):
+    return dataclasses.replace(load_recipe("stage1_projector", "tiny"), **changes)
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(blend=()), "blend is empty"),
+    (dict(blend=(("caption", 1), ("caption", 2))), "must be distinct"),
+    (dict(blend=(("eval", 1),)), "held-out"),
+    (dict(blend=(("../up", 1),)), "folder name"),
+    (dict(blend=(("caption", 0),)), "positive"),
+    (dict(global_batch_size=6, micro_batch_size=4), "not a multiple"),
+    (dict(train_tokens=100), "less than two steps"),
+    (dict(precision="fp16"), "precision"),
+    (dict(init_from="stage1_projector"), "names the stage itself"),
+    (dict(model="llama"), "choose one of"),
+    (dict(seq_len=0), "seq_len must be a positive integer"),
+])
+def test_bad_recipes_are_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        _recipe(**changes)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: TrainedModules(vision_lr=None, projector_lr=None, language_lr=None), "freezes every part"),
+    (lambda: TrainedModules(vision_lr=2.0, projector_lr=None, language_lr=None), r"vision_lr must be a learning rate"),
+    (lambda: LRSchedule(style="linear"), "cosine"),
+    (lambda: LRSchedule(warmup_fraction=1.0), "warmup_fraction"),
+    (lambda: OptimizerSettings(checkpoint_format="zarr"), "checkpoint_format"),
+    (lambda: OptimizerSettings(adam_beta2=1.0), "adam_beta2"),
+])
+def test_bad_training_settings_are_refused(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_tokenizer_larger_than_the_model_vocabulary_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="train a smaller tokenizer"):
+        resolve_run(_recipe(), _paths(tmp_path), types.SimpleNamespace(image_pad_id=5, vocab_size=5000, fingerprint="f"))
+
+
+def test_layout_that_cannot_split_the_model_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="tensor_parallel"):
+        resolve_run(_recipe(parallel=ParallelConfig(tensor_parallel=3)), _paths(tmp_path), TOKENIZER)
+
+
+def test_overrides_parse_by_field_type():
+    recipe = apply_overrides(_recipe(), [
+        "seq_len=128", "trains.vision_lr=1e-4", "trains.language_lr=null", "checkpoint.async_save=true",
+        "precision=fp32", "init_from=stage0", "schedule.min_lr_ratio=0", 'blend=[{"kind": "ocr", "weight": 2}]',
+        "parallel.tensor_parallel=1",
+    ])
+    assert recipe.seq_len == 128 and recipe.trains.vision_lr == 1e-4 and recipe.trains.language_lr is None
+    assert recipe.checkpoint.async_save is True and recipe.precision == "fp32" and recipe.init_from == "stage0"
+    assert recipe.schedule.min_lr_ratio == 0.0 and isinstance(recipe.schedule.min_lr_ratio, float)
+    assert recipe.blend == (BlendComponent(kind="ocr", weight=2),) and recipe.parallel == ParallelConfig()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("seq_len", "field.path=value"),
+    ("sequence_length=4", "no field 'sequence_length'"),
+    ("seq_len.x=4", "is a value"),
+    ("seq_len=abc", "expected int"),
+    ("checkpoint.save_every=0", "save_every must be a positive integer"),
+    ("blend=3", "JSON list"),
+])
+def test_bad_overrides_are_refused(override, message):
+    with pytest.raises(ValueError, match=message):
+        apply_overrides(_recipe(), [override])
+
+
+def test_recipe_from_a_file_and_unknown_names(tmp_path):
+    path = tmp_path / "my_stage.py"
+    path.write_text(
+        "import dataclasses\nfrom megatron_vl.config.recipe import load_recipe\n"
+        "def recipe(model):\n    return dataclasses.replace(load_recipe('stage2_vit', model), name='my_stage')\n"
+    )
+    assert load_recipe(str(path), "tiny").name == "my_stage"
+    with pytest.raises(ValueError, match="no recipe 'stage9'"):
+        load_recipe("stage9", "tiny")
+    assert isinstance(load_recipe("megatron_vl.config.recipes.stage4_32k", "tiny"), StageRecipe)
