@@ -30,9 +30,8 @@ def test_dry_run_prints_the_resolved_run(data_root, tmp_path, monkeypatch, capsy
     assert run["train_iterations"] == 40 * 1024 // 128 and run["bf16"] is False
 
 
-def test_user_errors_exit_2_with_the_fix(data_root, capsys):
+def test_user_errors_exit_2_with_the_fix(data_root, caplog):
     assert main(["--recipe", "stage9", "--model", "tiny", "--data-root", str(data_root), "--dry-run"]) == 2
     assert main(["--recipe", "stage1_projector", "--model", "tiny", "--data-root", str(data_root), "--set",
                  "checkpoint.keep_last=0", "--dry-run"]) == 2
-    err = capsys.readouterr().out
-    assert "no recipe 'stage9'" in err and "keep_last must be a positive integer" in err
+    assert "no recipe 'stage9'" in caplog.text and "keep_last must be a positive integer" in caplog.text
