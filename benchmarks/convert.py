@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import multiprocessing as mp
-import resource
 import shutil
 import sys
 import time
@@ -74,7 +73,16 @@ def _measure(task: str, arguments: dict, results: mp.Queue) -> None:
         for source in sorted(Path(arguments["source"]).iterdir()):
             shutil.copyfile(source, Path(arguments["target"]) / source.name)
     seconds = time.perf_counter() - start
-    results.put({"seconds": seconds, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+    results.put({"seconds": seconds, "peak_rss": _peak_rss()})
+
+
+def _peak_rss() -> int:
+    """This program's peak resident memory (VmHWM). Not ru_maxrss: Linux carries that over from the process
+    that started this one (the benchmark's parent, which held a large random tensor)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def measure(task: str, **arguments) -> dict:

@@ -81,14 +81,14 @@ class _StreamingSavePlanner(DefaultSavePlanner):
             return buffer
         group_index, placement, (offsets, sizes) = self.chunk_source[write_item.index]
         if group_index != self._group_index:
+            self._group = {}  # let the previous group go before the next is read
             self._group_index, self._group = group_index, self.convert(group_index)
         full = self._group[placement.name]
-        chunk = full.new_zeros(sizes)  # vocabulary rows past the real vocabulary stay zero
-        source = full
-        for dim, (offset, size) in enumerate(zip(offsets, sizes)):
-            start = min(offset, full.shape[dim])
-            source = source.narrow(dim, start, max(0, min(size, full.shape[dim] - offset)))
-        chunk[tuple(slice(0, length) for length in source.shape)] = source
+        chunk = full[tuple(slice(offset, offset + size) for offset, size in zip(offsets, sizes))]
+        if tuple(chunk.shape) != tuple(sizes):  # the chunk reaches into the zero rows that pad the vocabulary
+            padded = full.new_zeros(sizes)
+            padded[tuple(slice(0, length) for length in chunk.shape)] = chunk
+            chunk = padded
         return chunk.reshape(write_item.tensor_data.chunk.sizes)
 
 

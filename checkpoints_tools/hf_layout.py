@@ -17,7 +17,6 @@ from megatron_vl.config.model import VLModelConfig
 from megatron_vl.models.hf_mapping import hf_config_dict
 
 _VISUAL, _LANGUAGE = "model.visual.", "model.language_model."
-MTP_PREFIX = "model.mtp_layers."
 
 
 def saved_name(name: str) -> str:

@@ -86,15 +86,14 @@ def read_header(path: Path) -> dict[str, TensorEntry]:
 
 
 def read_tensor(entry: TensorEntry) -> torch.Tensor:
-    """One tensor, read with a single positioned read into its own buffer."""
-    buffer = bytearray(entry.nbytes)
-    with open(entry.file, "rb") as file:
-        file.seek(entry.begin)
-        if file.readinto(buffer) != entry.nbytes:
-            raise ValueError(f"{entry.file} ended while reading a tensor; the file is truncated")
-    if not buffer:
-        return torch.empty(entry.shape, dtype=entry.dtype)
-    return torch.frombuffer(buffer, dtype=entry.dtype).reshape(entry.shape)
+    """One tensor, read with a single positioned read straight into its own buffer."""
+    tensor = torch.empty(entry.shape, dtype=entry.dtype)
+    if entry.nbytes:
+        with open(entry.file, "rb") as file:
+            file.seek(entry.begin)
+            if file.readinto(memoryview(tensor.view(-1).view(torch.uint8).numpy())) != entry.nbytes:
+                raise ValueError(f"{entry.file} ended while reading a tensor; the file is truncated")
+    return tensor
 
 
 class SafetensorsCheckpoint:

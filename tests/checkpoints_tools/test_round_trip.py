@@ -83,3 +83,26 @@ def test_bf16_export_casts_every_tensor(world, tmp_path):
     for name in original.names():
         assert torch.equal(exported.get(name), original.get(name).to(torch.bfloat16)), name
     assert json.loads((tmp_path / "bf16" / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_vocabulary_padded_for_tp_is_cut_on_export(world, tmp_path):
+    import dataclasses
+
+    from checkpoints_tools.dist_reader import DistCheckpointReader
+    from checkpoints_tools.from_hf import ImportRequest, import_checkpoint
+    from tests.models.vl_batches import hf_model
+
+    config = dataclasses.replace(world.config, language=dataclasses.replace(world.config.language, vocab_size=4095))
+    hf_model(config, seed=1).save_pretrained(tmp_path / "hf")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / "hf" / name).write_bytes((world.hf_dir / name).read_bytes())
+    import_checkpoint(ImportRequest(out=tmp_path / "ckpt", hf=tmp_path / "hf", tensor_parallel=2), progress=False)
+    reader = DistCheckpointReader(tmp_path / "ckpt" / "iter_0000000")
+    key = "language_model.output_layer.weight"
+    assert reader.shape(key) == (4096, 64)
+    (padding,) = reader.read([(key, ((4095, 0), (1, 64)))])
+    assert not padding.any()
+    export(tmp_path / "ckpt", tmp_path / "back", progress=False)
+    original, back = SafetensorsCheckpoint(tmp_path / "hf"), SafetensorsCheckpoint(tmp_path / "back")
+    for name in original.names():
+        assert torch.equal(back.get(name), original.get(name)), name

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import torch
 from safetensors.torch import save_file
 
 from checkpoints_tools.safetensors_files import SafetensorsCheckpoint
