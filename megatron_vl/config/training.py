@@ -154,9 +154,19 @@ class LoggingSettings:
     """Print a line and write TensorBoard scalars every this many iterations."""
     peak_flops: float = 989e12
     """Peak FLOP/s of one accelerator, the MFU denominator (989e12: H100 SXM dense bf16)."""
+    profile_steps: tuple[int, int] | None = None
+    """Record steps (first, last) with ``torch.profiler`` into ``LOG_DIR/profile_rank<R>.json``; None: off."""
 
     def __post_init__(self) -> None:
         _positive_int("LoggingSettings", "log_every", self.log_every)
+        if self.profile_steps is not None:
+            steps = tuple(self.profile_steps)
+            if len(steps) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps) or steps[0] > steps[1]:
+                raise ValueError(
+                    f"LoggingSettings.profile_steps={self.profile_steps!r} must be two step numbers (first, last) with "
+                    "1 <= first <= last, e.g. [20, 22]"
+                )
+            object.__setattr__(self, "profile_steps", steps)
         if not isinstance(self.peak_flops, (int, float)) or not self.peak_flops > 0:
             raise ValueError(f"LoggingSettings.peak_flops must be positive FLOP/s, got {self.peak_flops!r}")
 

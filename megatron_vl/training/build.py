@@ -1,5 +1,5 @@
 """Assemble a stage's run on the initialised process groups: the parallelized model, the loaders, the
-model step, the hooks (metrics, eval, signals, checkpoints) and the trainer."""
+model step, the hooks (metrics, eval, profiling, signals, checkpoints, in this order) and the trainer."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from megatron_vl.training.evaluation import EvalHook
 from megatron_vl.training.metrics_log import MetricsLog
 from megatron_vl.training.model_step import VLModelStep
 from megatron_vl.training.parallelize import parallelize
+from megatron_vl.training.profiling import ProfileHook
 from megatron_vl.training.run_config import RunConfig
 from megatron_vl.training.signals import StopOnSignal
 from megatron_vl.training.trainer import Trainer
@@ -38,6 +39,9 @@ def build_trainer(run: RunConfig, tokenizer: Tokenizer, pg_collection: ProcessGr
         eval_loader = EvalLoader(run.data, tokenizer_fingerprint=tokenizer.fingerprint, data_parallel_rank=dp_rank,
                                  data_parallel_size=dp_size)
         hooks.append(EvalHook(eval_loader, recipe.eval.every, metrics))
+    if recipe.logging.profile_steps is not None:
+        first, last = recipe.logging.profile_steps
+        hooks.append(ProfileHook(first, last, run.log_dir, dist.get_rank()))
     hooks += [StopOnSignal(), CheckpointHook(checkpointer, recipe.checkpoint.save_every)]
     trainer = Trainer(
         trainable=trainable, forward_step=model_step, step_stats=model_step.stats, loader=loader,

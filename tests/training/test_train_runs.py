@@ -111,10 +111,11 @@ def test_stage1_changes_the_projector_only(init_checkpoint, reference):
 
 
 def test_new_stage_takes_the_weights_and_a_fresh_optimizer(data_root, reference):
-    """Stage 2 (ViT + projector, at the recipe's TP=1 x DP=2) from stage 1's checkpoints (TP=2)."""
+    """Stage 2 (ViT + projector, at the recipe's TP=1 x DP=2) from stage 1's checkpoints (TP=2); it also
+    profiles its second step."""
     torchrun.run(stage=STAGE2, nproc=2, data_root=data_root, checkpoint_root=reference,
                  overrides=(f"global_batch_size={BATCH}", f"train_tokens={2 * BATCH * 128}", "checkpoint.save_every=2",
-                            "eval.every=2"))
+                            "eval.every=2", "logging.profile_steps=[2, 2]"))
     assert sorted(torchrun.losses(reference, STAGE2)) == [1, 2]
     stage1 = checkpoint_tensors(layout.iteration_dir(reference / STAGE1, ITERATIONS))
     stage2 = checkpoint_tensors(layout.iteration_dir(reference / STAGE2, 2))
@@ -127,3 +128,5 @@ def test_new_stage_takes_the_weights_and_a_fresh_optimizer(data_root, reference)
     assert record["iteration"] == 2 and record["stage"] == STAGE2
     assert record["consumed_tokens"] == 2 * BATCH * 128
     assert not steps or all(int(value.max()) == 2 for value in steps.values())
+    for rank in (0, 1):
+        assert (reference / "logs" / STAGE2 / f"profile_rank{rank}.json").stat().st_size > 0
