@@ -27,7 +27,7 @@ def test_dry_run_prints_the_resolved_run(data_root, tmp_path, monkeypatch, capsy
     assert run["data"]["blend"][1]["path"] == str(data_root / "packed" / "128" / "interleaved")
     assert run["checkpoint_dir"] == str(tmp_path / "stage2_vit") and run["log_dir"] == str(tmp_path / "logs" / "stage2_vit")
     assert run["paths"]["tokenizer"] == str(data_root / "tokenizer")
-    assert run["train_iterations"] == 40 * 1024 // 128 and run["bf16"] is False
+    assert run["train_iterations"] == 20 * 1024 // 128 and run["bf16"] is False
 
 
 def test_user_errors_exit_2_with_the_fix(data_root, caplog):

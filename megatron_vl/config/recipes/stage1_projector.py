@@ -3,7 +3,7 @@
 ``mimo_vl_7b``: 8K sequences, 300B tokens, global batch 256 (2M tokens a step), from the HF weights
 converted by ``checkpoints_tools.from_hf`` (``$MVL_CHECKPOINT_ROOT/from_hf``); TP=2 with sequence
 parallelism: the frozen ViT and LLM still carry activations for the projector's gradients.
-``tiny``: 1024-token sequences, 40 steps of 8 sequences at TP=2 on 2 CPU ranks, from random weights.
+``tiny``: 1024-token sequences, 20 steps of 8 sequences at TP=2 on 2 CPU ranks, from random weights.
 """
 
 from megatron_vl.config.parallel import ParallelConfig
@@ -18,10 +18,10 @@ def recipe(model: str) -> StageRecipe:
     if model == "tiny":
         return StageRecipe(
             name="stage1_projector", model="tiny", trains=TRAINS, blend=BLEND, seq_len=1024,
-            global_batch_size=8, train_tokens=40 * 8 * 1024, init_from=None,
+            global_batch_size=8, train_tokens=20 * 8 * 1024, init_from=None,
             parallel=ParallelConfig(tensor_parallel=2), schedule=LRSchedule(warmup_fraction=0.1),
-            checkpoint=CheckpointSettings(save_every=20, keep_last=2), logging=LoggingSettings(log_every=5),
-            eval=EvalSettings(every=20, samples=8), num_workers=1,
+            checkpoint=CheckpointSettings(save_every=10, keep_last=2), logging=LoggingSettings(log_every=5),
+            eval=EvalSettings(every=10, samples=4), num_workers=1,
         )
     return StageRecipe(
         name="stage1_projector", model="mimo_vl_7b", trains=TRAINS, blend=BLEND, seq_len=8192,

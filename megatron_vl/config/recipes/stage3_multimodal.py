@@ -3,7 +3,7 @@ interleaved documents, text, OCR, grounding, QA and reasoning).
 
 ``mimo_vl_7b``: 8K sequences, 1.4T tokens, global batch 256, from stage 2; TP=4 with sequence parallelism
 (full training holds gradients and optimizer state for all 8.3B parameters).
-``tiny``: 1024-token sequences, 60 steps of 8 sequences at PP=2 on 2 CPU ranks (the first stage holds the
+``tiny``: 1024-token sequences, 40 steps of 8 sequences at PP=2 on 2 CPU ranks (the first stage holds the
 ViT, the projector and 1 of the 4 LLM layers), from stage 2; LR 1e-3 for all, raised from the 7B's 1e-5
 so the random tiny LLM learns in tens of steps.
 """
@@ -26,10 +26,10 @@ def recipe(model: str) -> StageRecipe:
     if model == "tiny":
         return StageRecipe(
             name="stage3_multimodal", model="tiny", trains=TrainedModules(vision_lr=1e-3, projector_lr=1e-3, language_lr=1e-3),
-            blend=BLEND, seq_len=1024, global_batch_size=8, train_tokens=60 * 8 * 1024, init_from="stage2_vit",
+            blend=BLEND, seq_len=1024, global_batch_size=8, train_tokens=40 * 8 * 1024, init_from="stage2_vit",
             parallel=ParallelConfig(pipeline_parallel=2), first_pipeline_stage_language_layers=1,
             schedule=LRSchedule(warmup_fraction=0.1), checkpoint=CheckpointSettings(save_every=20, keep_last=2),
-            logging=LoggingSettings(log_every=5), eval=EvalSettings(every=20, samples=8), num_workers=1,
+            logging=LoggingSettings(log_every=5), eval=EvalSettings(every=20, samples=4), num_workers=1,
         )
     return StageRecipe(
         name="stage3_multimodal", model="mimo_vl_7b", trains=TrainedModules(vision_lr=1e-5, projector_lr=1e-5, language_lr=1e-5),

@@ -4,7 +4,7 @@ documents, long text, high-resolution images and long reasoning (the ``long`` pa
 ``mimo_vl_7b``: 32K sequences, 550B tokens, global batch 64 (2M tokens a step), from stage 3; TP=4 with
 sequence parallelism, PP=2 (16 of the 36 LLM layers beside the ViT on the first stage) and full
 activation recompute.
-``tiny``: 2048-token sequences, 20 steps of 8 sequences at TP=2 with sequence parallelism on 2 CPU ranks,
+``tiny``: 2048-token sequences, 10 steps of 8 sequences at TP=2 with sequence parallelism on 2 CPU ranks,
 from stage 3; LR 5e-4 for all (raised from 2.5e-5 like the other tiny stages).
 """
 
@@ -34,10 +34,10 @@ def recipe(model: str) -> StageRecipe:
     if model == "tiny":
         return StageRecipe(
             name="stage4_32k", model="tiny", trains=TrainedModules(vision_lr=5e-4, projector_lr=5e-4, language_lr=5e-4),
-            blend=BLEND, seq_len=2048, global_batch_size=8, train_tokens=20 * 8 * 2048, init_from="stage3_multimodal",
+            blend=BLEND, seq_len=2048, global_batch_size=8, train_tokens=10 * 8 * 2048, init_from="stage3_multimodal",
             parallel=ParallelConfig(tensor_parallel=2, sequence_parallel=True), schedule=LRSchedule(warmup_fraction=0.1),
-            recompute=RecomputeSettings(enabled=True), checkpoint=CheckpointSettings(save_every=10, keep_last=2),
-            logging=LoggingSettings(log_every=5), eval=EvalSettings(every=10, samples=4), num_workers=1,
+            recompute=RecomputeSettings(enabled=True), checkpoint=CheckpointSettings(save_every=5, keep_last=2),
+            logging=LoggingSettings(log_every=5), eval=EvalSettings(every=5, samples=4), num_workers=1,
         )
     return StageRecipe(
         name="stage4_32k", model="mimo_vl_7b", trains=TrainedModules(vision_lr=2.5e-5, projector_lr=2.5e-5, language_lr=2.5e-5),
