@@ -114,7 +114,7 @@ def _config_from_files(request: ImportRequest, tokenizer: Tokenizer) -> tuple[VL
     return dataclasses.replace(config, first_pipeline_stage_language_layers=request.first_stage_layers), tied
 
 
-def _check_preset(request: ImportRequest, source: WeightSource, config: VLModelConfig, found: VLModelConfig) -> None:
+def _check_shapes_and_preset(request: ImportRequest, source: WeightSource, config: VLModelConfig, found: VLModelConfig) -> None:
     differences = hf_config.config_differences(config, found) if request.preset else []
     shapes = expected_shapes(config)
     for name, shape in shapes.items():
@@ -160,7 +160,7 @@ def import_checkpoint(request: ImportRequest, *, progress: bool = True) -> dict:
             SafetensorsCheckpoint(request.vision), SafetensorsCheckpoint(request.llm), needed, expected_shapes(config),
             tied_embeddings=tied, init_std=config.init_method_std, seed=request.seed,
         )
-    _check_preset(request, source, config, found)
+    _check_shapes_and_preset(request, source, config, found)
     source.check(needed, str(request.hf) if request.hf else f"{request.vision} + {request.llm}")
     if tokenizer.vocab_size > config.language.vocab_size:
         raise ValueError(
