@@ -5,6 +5,7 @@ Stage 1 runs at the recipe's TP=2 for 6 iterations (checkpoints every 2, eval ev
 checkpoint as ``checkpoints_tools.from_hf`` writes it (saved at TP=1).
 """
 
+import os
 import shutil
 import signal
 
@@ -45,26 +46,28 @@ def reference(data_root, init_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def interrupted(data_root, init_checkpoint, tmp_path_factory):
-    """Stage 1 killed with SIGKILL (the whole process group) once its first checkpoint exists; resumed and
-    sent SIGTERM (rank 1 only) after its first new step; resumed again to the end. A copy of the
+    """Stage 1 with a DataLoader worker per rank, killed with SIGKILL (every process) once its first
+    checkpoint exists; resumed and sent SIGTERM after its first new step, to rank 1 and its DataLoader
+    worker only (torchrun signals each rank's process group); resumed again to the end. A copy of the
     checkpoints after the SIGTERM is kept for the resume at another TP."""
     root = tmp_path_factory.mktemp("interrupted")
-    process = torchrun.start(**_stage1(data_root, init_checkpoint, root))
+    run = _stage1(data_root, init_checkpoint, root, ("num_workers=1",))
+    process = torchrun.start(**run)
     torchrun.wait_for(lambda: torchrun.latest(root, STAGE1) is not None, process, what="the first checkpoint")
     torchrun.kill_all(process)
     killed_at = torchrun.latest(root, STAGE1)
 
-    process = torchrun.start(**_stage1(data_root, init_checkpoint, root))
+    process = torchrun.start(**run)
     log = root / f"{STAGE1}.log"
     resumed_step = f"iter {killed_at + 1}/{ITERATIONS}"
     torchrun.wait_for(lambda: resumed_step in log.read_text().rpartition("resumed from")[2], process, what="a resumed step")
-    torchrun.workers(process)[1].send_signal(signal.SIGTERM)
+    os.killpg(torchrun.workers(process)[1].pid, signal.SIGTERM)
     sigterm_exit = torchrun.finish(process)
     stopped_at = torchrun.latest(root, STAGE1)
     copy = tmp_path_factory.mktemp("tp_change")
     shutil.copytree(root / STAGE1, copy / STAGE1)
 
-    torchrun.run(**_stage1(data_root, init_checkpoint, root))
+    torchrun.run(**run)
     return dict(root=root, killed_at=killed_at, sigterm_exit=sigterm_exit, stopped_at=stopped_at, copy=copy)
 
 
