@@ -1,0 +1,72 @@
+#!/bin/bash
+# The whole pipeline on this machine, on CPU, from nothing to a Hugging Face model that generates:
+#
+#   bash launch/demo.sh [OUT_DIR]          (default OUT_DIR: demo_out; about 15 minutes on 2 cores)
+#
+#   1. draw a demo corpus of every data kind, train a tokenizer, ingest, pack at 1024 and 2048 tokens
+#   2. the four curriculum stages of the `tiny` model on 2 ranks (launch/local.sh; TP=2 or PP=2 per recipe)
+#   3. convert the last checkpoint to a Hugging Face Qwen2.5-VL folder and verify its logits
+#   4. transformers generates from a drawn image; the four stages' loss curves go to OUT_DIR/losses.png
+#
+# Installs the package first when it is missing (the CPU build of torch, then this repository).
+# Environment: MVL_DEMO_SAMPLES (documents per kind, default 500), MVL_DEMO_STEPS_SCALE (multiplies
+# every stage's token budget, default 1), MVL_PYTHON (default python3).
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+OUT="$(mkdir -p "${1:-demo_out}" && cd "${1:-demo_out}" && pwd)"
+PY="${MVL_PYTHON:-python3}"
+SAMPLES="${MVL_DEMO_SAMPLES:-500}"
+SCALE="${MVL_DEMO_STEPS_SCALE:-1}"
+cd "$REPO"
+
+if ! "$PY" -c "import megatron_vl, megatron.core, transformers" 2>/dev/null; then
+    echo "== installing megatron-vl (CPU build of torch first)"
+    "$PY" -m pip install --quiet torch==2.13.0
+    "$PY" -m pip install --quiet -c .ci/constraints.txt -e .
+fi
+
+export MVL_MODEL=tiny MVL_DATA_ROOT="$OUT/data" MVL_CHECKPOINT_ROOT="$OUT/checkpoints" MVL_LOG_ROOT="$OUT/logs"
+export MVL_TOKENIZER="$OUT/data/tokenizer"
+STAGES=(stage1_projector stage2_vit stage3_multimodal stage4_32k)
+KINDS=(caption interleaved ocr grounding cot text)
+step() { echo; echo "== $*"; }
+
+step "1/4 data: demo corpus -> tokenizer -> sample shards -> packed shards under $OUT/data"
+"$PY" -m data_prep demo-corpus --out "$OUT/raw/train" --seed 0 --samples-per-kind "$SAMPLES"
+"$PY" -m data_prep demo-corpus --out "$OUT/raw/eval" --seed 1 --samples-per-kind 40 --long-samples 8
+"$PY" -m data_prep train-tokenizer --input "$OUT/raw/train" --vocab-size 4096 --out "$MVL_TOKENIZER"
+for split in train eval; do
+    for kind in "${KINDS[@]}" interleaved_long cot_long; do
+        "$PY" -m data_prep ingest --input "$OUT/raw/$split/$kind.jsonl" --out "$OUT/shards/$split/$kind" --overwrite
+    done
+done
+for seq_len in 1024 2048; do
+    for kind in "${KINDS[@]}"; do
+        "$PY" -m data_prep pack --input "$OUT/shards/train/$kind" --tokenizer "$MVL_TOKENIZER" \
+            --out "$MVL_DATA_ROOT/packed/$seq_len/$kind" --seq-len "$seq_len"
+    done
+    eval_inputs=()
+    for kind in "${KINDS[@]}"; do eval_inputs+=("$OUT/shards/eval/$kind"); done
+    "$PY" -m data_prep pack --input "${eval_inputs[@]}" --tokenizer "$MVL_TOKENIZER" \
+        --out "$MVL_DATA_ROOT/packed/$seq_len/eval" --seq-len "$seq_len"
+done
+"$PY" -m data_prep pack --input "$OUT/shards/train/interleaved_long" "$OUT/shards/train/cot_long" \
+    --tokenizer "$MVL_TOKENIZER" --out "$MVL_DATA_ROOT/packed/2048/long" --seq-len 2048
+"$PY" -m data_prep verify "$MVL_DATA_ROOT/packed/2048/long"
+
+step "2/4 training: the four curriculum stages of tiny on 2 CPU ranks"
+for stage in "${STAGES[@]}"; do
+    tokens="$("$PY" -m megatron_vl.training.train --recipe "$stage" --model tiny --dry-run \
+        | "$PY" -c "import json, sys; print(int(json.load(sys.stdin)['recipe']['train_tokens'] * $SCALE))")"
+    MVL_TRAIN_ARGS="--set train_tokens=$tokens" bash launch/local.sh "$stage" 2
+done
+
+step "3/4 conversion: the last checkpoint -> Hugging Face folder $OUT/hf, verified against transformers"
+"$PY" -m checkpoints_tools.to_hf --ckpt "$MVL_CHECKPOINT_ROOT/stage4_32k" --out "$OUT/hf"
+"$PY" -m checkpoints_tools.verify --ckpt "$MVL_CHECKPOINT_ROOT/stage4_32k" --hf "$OUT/hf"
+
+step "4/4 transformers generates from a drawn image; loss curves"
+"$PY" -m checkpoints_tools.generate --hf "$OUT/hf" --draw --prompt "Describe the picture." --max-new-tokens 32
+"$PY" -m megatron_vl.training.loss_plot --log-root "$MVL_LOG_ROOT" --out "$OUT/losses.png"
+echo
+echo "demo complete: data $MVL_DATA_ROOT, checkpoints $MVL_CHECKPOINT_ROOT, HF model $OUT/hf, losses $OUT/losses.png"
