@@ -43,13 +43,19 @@ def load_processor(hf_dir: str | Path):
     return AutoProcessor.from_pretrained(str(hf_dir))
 
 
-def multimodal_inputs(hf_dir: str | Path, image: Image.Image, prompt: str) -> tuple[dict[str, torch.Tensor], str]:
+PRETRAINING_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
+"""An image as pre-training documents hold it, without a chat turn around it."""
+
+
+def multimodal_inputs(
+    hf_dir: str | Path, image: Image.Image, prompt: str, *, chat: bool = True
+) -> tuple[dict[str, torch.Tensor], str]:
     """The processor's outputs (``input_ids``, ``attention_mask``, ``mm_token_type_ids``, ``pixel_values``,
-    ``image_grid_thw``) for one chat turn with ``image``, and which route built them."""
+    ``image_grid_thw``) for one chat turn with ``image`` (or, with ``chat=False``, the image followed by
+    ``prompt`` as in a pre-training document), and which route built them."""
     processor = load_processor(hf_dir)
-    messages = chat_messages(prompt)
     if processor is not None:
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        text = _prompt_text(processor, prompt, chat)
         inputs = processor(text=[text], images=[image], return_tensors="pt")
         return dict(inputs), "AutoProcessor"
     from transformers import AutoImageProcessor, AutoTokenizer
@@ -57,7 +63,7 @@ def multimodal_inputs(hf_dir: str | Path, image: Image.Image, prompt: str) -> tu
     tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
     image_processor = AutoImageProcessor.from_pretrained(str(hf_dir))
     pixels = image_processor(images=[image], return_tensors="pt")
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    text = _prompt_text(tokenizer, prompt, chat)
     merged = int(pixels["image_grid_thw"][0].prod()) // image_processor.merge_size**2
     text = text.replace("<|image_pad|>", "<|image_pad|>" * merged, 1)
     encoded = tokenizer([text], return_tensors="pt")
@@ -71,3 +77,9 @@ def multimodal_inputs(hf_dir: str | Path, image: Image.Image, prompt: str) -> tu
         "image_grid_thw": pixels["image_grid_thw"],
     }
     return inputs, "AutoTokenizer + AutoImageProcessor (no torchvision for AutoProcessor)"
+
+
+def _prompt_text(templater, prompt: str, chat: bool) -> str:
+    if not chat:
+        return PRETRAINING_IMAGE + prompt
+    return templater.apply_chat_template(chat_messages(prompt), add_generation_prompt=True, tokenize=False)

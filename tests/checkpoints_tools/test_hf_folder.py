@@ -1,12 +1,15 @@
 """The exported folder's tokenizer, chat template and image processor load in transformers, build the inputs the
 processor builds, and ``generate`` runs on them."""
 
+import re
+
 import pytest
 import torch
 from transformers import AutoImageProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 from transformers.utils import is_torchvision_available
 
+from checkpoints_tools import generate as generate_command
 from checkpoints_tools.chat_template import CHAT_TEMPLATE
 from checkpoints_tools.hf_inputs import draw_image, load_processor, multimodal_inputs
 from checkpoints_tools.to_hf import export
@@ -61,3 +64,28 @@ def test_auto_processor_loads(exported):
     processor = load_processor(exported)
     inputs = processor(text=["<|vision_start|><|image_pad|><|vision_end|>Hi"], images=[draw_image(80, 60, 0)], return_tensors="pt")
     assert int((inputs["input_ids"] == processor.image_token_id).sum()) == int(inputs["image_grid_thw"][0].prod()) // 4
+
+
+def test_pretraining_layout_has_no_chat_turn(world, exported):
+    tokenizer = load_tokenizer(world.tokenizer_dir)
+    inputs, _ = multimodal_inputs(exported, draw_image(112, 84, seed=3), "A red", chat=False)
+    ids = inputs["input_ids"][0].tolist()
+    image_tokens = int(inputs["image_grid_thw"][0].prod()) // 4
+    assert ids == [
+        tokenizer.vision_start_id, *[tokenizer.image_pad_id] * image_tokens, tokenizer.vision_end_id,
+        *tokenizer.encode("A red"),
+    ]
+
+
+def test_generate_command(exported, tmp_path, capsys):
+    assert generate_command.main(["--hf", str(exported), "--draw", "--max-new-tokens", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"^generated \([1-3] tokens, [0-9.]+ s\): ", printed, re.MULTILINE), printed
+    image = tmp_path / "scene.png"
+    draw_image(90, 70, seed=4).save(image)
+    assert generate_command.main(["--hf", str(exported), "--image", str(image), "--no-chat", "--prompt", ""]) == 0
+    assert f"image: {image}" in capsys.readouterr().out
+    assert generate_command.main(["--hf", str(tmp_path), "--draw"]) == 2
+    assert "has no config.json" in capsys.readouterr().err
+    assert generate_command.main(["--hf", str(exported), "--image", str(tmp_path / "missing.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err
