@@ -14,6 +14,7 @@ import sys
 import textwrap
 
 from megatron_vl.config.recipe import MODEL_PRESETS, STAGES
+from megatron_vl.third_party_warnings import silence_known_third_party_warnings
 from megatron_vl.training.run_config import PATH_ENVIRONMENT
 
 # megatron's checkpoint writer starts a spawn-context multiprocessing Manager, which imports this
@@ -117,6 +118,7 @@ def _raised_by_this_project(error: BaseException) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    silence_known_third_party_warnings()
     rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
     logging.basicConfig(
         level=logging.INFO if rank == 0 else logging.WARNING,
