@@ -6,7 +6,7 @@
 #   1. draw a demo corpus of every data kind, train a tokenizer, ingest, pack at 1024 and 2048 tokens
 #   2. the four curriculum stages of the `tiny` model on 2 ranks (launch/local.sh; TP=2 or PP=2 per recipe)
 #   3. convert the last checkpoint to a Hugging Face Qwen2.5-VL folder and verify its logits
-#   4. transformers generates from a drawn image; the four stages' loss curves go to OUT_DIR/losses.png
+#   4. transformers captions a held-out drawn picture; the four stages' loss curves go to OUT_DIR/losses.png
 #
 # Installs the package first when it is missing (the CPU build of torch, then this repository).
 # Environment: MVL_DEMO_SAMPLES (documents per kind, default 500), MVL_DEMO_STEPS_SCALE (multiplies
@@ -65,8 +65,10 @@ step "3/4 conversion: the last checkpoint -> Hugging Face folder $OUT/hf, verifi
 "$PY" -m checkpoints_tools.to_hf --ckpt "$MVL_CHECKPOINT_ROOT/stage4_32k" --out "$OUT/hf"
 "$PY" -m checkpoints_tools.verify --ckpt "$MVL_CHECKPOINT_ROOT/stage4_32k" --hf "$OUT/hf"
 
-step "4/4 transformers generates from a drawn image; loss curves"
-"$PY" -m checkpoints_tools.generate --hf "$OUT/hf" --draw --prompt "Describe the picture." --max-new-tokens 32
+step "4/4 transformers captions a held-out drawn picture; loss curves"
+read -r image caption < <("$PY" -c "import json, sys; d = json.loads(open(sys.argv[1]).readline()); print(d['image'], d['caption'])" "$OUT/raw/eval/caption.jsonl")
+echo "picture $OUT/raw/eval/$image, drawn as: $caption"
+"$PY" -m checkpoints_tools.generate --hf "$OUT/hf" --image "$OUT/raw/eval/$image" --no-chat --prompt "" --max-new-tokens 32
 "$PY" -m megatron_vl.training.loss_plot --log-root "$MVL_LOG_ROOT" --out "$OUT/losses.png"
 echo
 echo "demo complete: data $MVL_DATA_ROOT, checkpoints $MVL_CHECKPOINT_ROOT, HF model $OUT/hf, losses $OUT/losses.png"

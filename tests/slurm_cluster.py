@@ -101,7 +101,8 @@ class SlurmCluster:
                     "SlurmdUser=root",
                     "AuthType=auth/munge",
                     "CredType=cred/munge",
-                    f"AuthInfo=socket={self._munge_dir / 'munge.socket'}",
+                    # cred_expire is also how long a requeued job waits to restart (default 120 s).
+                    f"AuthInfo=socket={self._munge_dir / 'munge.socket'},cred_expire=10",
                     f"SlurmctldPort={ctld_port}",
                     f"SlurmdPort={slurmd_port}",
                     f"StateSaveLocation={self.root / 'state'}",
