@@ -21,6 +21,7 @@ setup(
         "tqdm>=4.60",
         "einops>=0.7",
         "tensorboard>=2.14",
+        "matplotlib>=3.7",
     ],
     extras_require={
         "gpu": ["transformer-engine[pytorch]>=2.0", "flash-attn>=2.6"],
