@@ -6,13 +6,10 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from megatron_vl.third_party_warnings import silence_known_third_party_warnings
-
 
 def run_command(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int], argv: list[str] | None) -> int:
     """Parse ``argv`` and call ``run``; a ``ValueError`` (a user error, its fix in the message) exits 2."""
     args = parser.parse_args(argv)
-    silence_known_third_party_warnings()
     try:
         return run(args)
     except ValueError as error:

@@ -1,6 +1,7 @@
 """Silence third-party warnings a user cannot act on, so the logs of a run show what matters.
 
-Applied by the command-line entry points (training, checkpoint tools) before megatron-core is imported.
+Applied before megatron-core is imported (it warns while being imported): by the training entry point's
+``main`` and by importing ``checkpoints_tools``, whose modules are all command-line tools.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from megatron_vl.training.metrics_log import read_metrics
+from megatron_vl.training.metrics_file import read_metrics
 
 STAGES = ("stage1_projector", "stage2_vit", "stage3_multimodal", "stage4_32k")
 

@@ -14,20 +14,10 @@ import json
 import logging
 from pathlib import Path
 
+from megatron_vl.training.metrics_file import METRICS_FILE
 from megatron_vl.training.trainer import Hook, StepResult, Trainer
 
 logger = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.jsonl"
-
-
-def read_metrics(log_dir: str | Path, event: str = "train") -> list[dict]:
-    """The records of ``event`` in ``LOG_DIR/metrics.jsonl``, in order."""
-    path = Path(log_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [record for record in records if record["event"] == event]
 
 
 def _short(count: float) -> str:

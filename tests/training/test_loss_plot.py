@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from megatron_vl.training import loss_plot
-from megatron_vl.training.metrics_log import METRICS_FILE
+from megatron_vl.training.metrics_file import METRICS_FILE
 
 
 def _write_metrics(directory, losses, evals=()):

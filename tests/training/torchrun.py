@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 
 from megatron_vl.training import checkpoint_layout as layout
-from megatron_vl.training.metrics_log import read_metrics
+from megatron_vl.training.metrics_file import read_metrics
 from tests.training.training_data import SEQ_LEN
 
 TINY_TEST_OVERRIDES = (
