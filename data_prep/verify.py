@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     problems = verify_dataset(Path(args.directory), deep=args.deep)
     if problems:
-        print(f"\n{args.directory}: {len(problems)} problems")
+        print(f"\n{args.directory}: {len(problems)} problem{'' if len(problems) == 1 else 's'}")
         for problem in problems:
             print(f"  {problem}")
         return 1
