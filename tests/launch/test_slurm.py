@@ -7,7 +7,7 @@ import time
 import pytest
 
 from megatron_vl.training import checkpoint_layout as layout
-from megatron_vl.training.metrics_log import read_metrics
+from megatron_vl.training.metrics_file import read_metrics
 from tests.slurm_cluster import SlurmCluster
 from tests.training.torchrun import TINY_TEST_OVERRIDES
 
