@@ -33,6 +33,7 @@ from data_prep.sample_shards import (
     FORMAT_VERSION, MANIFEST_NAME, SHARD_PATTERN, SampleShardWriter, ShardLimit, sample_key, sample_members,
 )
 from megatron_vl.data.images import ImageSettings
+from megatron_vl.files import write_atomically
 
 DEFAULT_DEDUP_KINDS = "caption,ocr"
 
@@ -152,11 +153,7 @@ def run(args: argparse.Namespace) -> int:
         "png_compression": args.png_compression,
         "arguments": _arguments(args),
     }
-    temporary = os.path.join(args.out, MANIFEST_NAME + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as file:
-        json.dump(manifest, file, indent=1)
-        file.write("\n")
-    os.replace(temporary, os.path.join(args.out, MANIFEST_NAME))
+    write_atomically(os.path.join(args.out, MANIFEST_NAME), (json.dumps(manifest, indent=1) + "\n").encode())
     _print_summary(manifest, reject_path, time.perf_counter() - started)
     return 0
 

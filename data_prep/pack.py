@@ -46,9 +46,8 @@ from data_prep.tokenize_shards import init_worker as init_tokenize_worker
 from data_prep.write_packed import WriteSettings, WriteTask, read_record, write_packed_shard
 from data_prep.write_packed import init_worker as init_write_worker
 from megatron_vl.data.images import ImageSettings
-from megatron_vl.data.packed_format import (
-    MANIFEST_NAME, KindStats, PackedManifest, index_name, sha256_file, write_atomically,
-)
+from megatron_vl.data.packed_format import MANIFEST_NAME, KindStats, PackedManifest, index_name
+from megatron_vl.files import sha256_file, write_atomically
 from megatron_vl.tokenizer import load_tokenizer
 
 WORK_DIR = ".pack-work"

@@ -23,7 +23,8 @@ import numpy as np
 
 from data_prep.documents import fit_to_seq_len, tokenize_sample
 from megatron_vl.data.images import ImageSettings
-from megatron_vl.data.packed_format import npy_bytes, sha256_file, write_atomically
+from megatron_vl.data.packed_format import npy_bytes
+from megatron_vl.files import sha256_file, write_atomically
 from megatron_vl.tokenizer import Tokenizer, load_tokenizer
 
 IMAGE_MEMBER = re.compile(r"img(\d+)\.png")

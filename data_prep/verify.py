@@ -23,8 +23,9 @@ from tqdm import tqdm
 
 from megatron_vl.data.mrope import mrope_position_ids
 from megatron_vl.data.packed_format import (
-    MANIFEST_NAME, KindStats, PackedDataset, PackedManifest, PackedSample, index_name, png_size, sha256_file,
+    MANIFEST_NAME, KindStats, PackedDataset, PackedManifest, PackedSample, index_name, png_size,
 )
+from megatron_vl.files import sha256_file
 
 LISTED_FILE = re.compile(r"packed-\d{6}(\.tar|\.index\.npy)")
 

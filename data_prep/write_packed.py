@@ -17,9 +17,8 @@ import numpy as np
 
 from data_prep.documents import Document
 from data_prep.sequences import assemble_sequence
-from megatron_vl.data.packed_format import (
-    KindStats, ShardEntry, png_size, sample_key, shard_name, write_atomically, write_shard,
-)
+from megatron_vl.data.packed_format import KindStats, ShardEntry, png_size, sample_key, shard_name, write_shard
+from megatron_vl.files import write_atomically
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

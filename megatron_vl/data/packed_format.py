@@ -21,7 +21,6 @@ atomically (a temporary name, then a rename), so a rerun can trust any shard tha
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import os
@@ -32,6 +31,8 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+from megatron_vl.files import sha256_file, write_atomically
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -57,31 +58,12 @@ def sample_key(shard_index: int, sample_index: int) -> str:
     return f"{shard_index:06d}-{sample_index:06d}"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def png_size(data: bytes) -> tuple[int, int] | None:
     """(height, width) from a PNG file's header, without decoding it; None if it is not a PNG."""
     if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
         return None
     width, height = struct.unpack(">II", data[16:24])
     return height, width
-
-
-def write_atomically(path: str | Path, payload: bytes) -> None:
-    """Write a file so that it either holds ``payload`` in full or does not change, even on a crash."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as file:
-        file.write(payload)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -430,8 +412,12 @@ class PackedDataset:
             raise ValueError(f"{mismatch} ({error})") from None
         return PackedSample.from_tar_members(members, where=f"{self.directory / entry.name} sample {key}")
 
-    def __getitem__(self, index: int) -> PackedSample:
+    def locate(self, index: int) -> tuple[int, int]:
+        """(shard number, index in that shard) of sample ``index`` of the dataset."""
         if not 0 <= index < len(self):
             raise IndexError(f"packed dataset has {len(self)} samples, asked for {index}")
         shard = int(np.searchsorted(self._first_sample, index, side="right")) - 1
-        return self.read(shard, index - int(self._first_sample[shard]))
+        return shard, index - int(self._first_sample[shard])
+
+    def __getitem__(self, index: int) -> PackedSample:
+        return self.read(*self.locate(index))

@@ -68,16 +68,10 @@ class MicroBatchReader(torch.utils.data.Dataset):
     def __init__(self, datasets: list[PackedDataset], image_settings: ImageSettings) -> None:
         self.datasets = datasets
         self.image_settings = image_settings
-        self._first_sample = [np.cumsum([0] + dataset.shard_sizes) for dataset in datasets]
-
-    def locate(self, dataset: int, sample: int) -> tuple[int, int]:
-        """(shard number, index in that shard) of ``sample`` of ``dataset``."""
-        shard = int(np.searchsorted(self._first_sample[dataset], sample, side="right")) - 1
-        return shard, sample - int(self._first_sample[dataset][shard])
 
     def read(self, dataset: int, sample: int) -> tuple[PackedSample, list[np.ndarray]]:
         """The sample and the patches of each of its images; ``ValueError`` saying what is wrong with a damaged one."""
-        shard, index = self.locate(dataset, sample)
+        shard, index = self.datasets[dataset].locate(sample)
         packed = self.datasets[dataset].read(shard, index)
         manifest = self.datasets[dataset].manifest
         if packed.seq_len != manifest.seq_len:
@@ -105,7 +99,7 @@ class MicroBatchReader(torch.utils.data.Dataset):
                 try:
                     packed, sample_patches = self.read(slot.dataset, sample)
                 except READ_ERRORS as error:
-                    shard, index = self.locate(slot.dataset, sample)
+                    shard, index = self.datasets[slot.dataset].locate(sample)
                     name = self.datasets[slot.dataset].manifest.shards[shard].name
                     skipped.append(SkippedSample(slot.dataset, sample, name, index, f"{type(error).__name__}: {error}"))
                     continue

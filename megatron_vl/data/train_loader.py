@@ -25,8 +25,9 @@ from megatron_vl.config.data import DataConfig
 from megatron_vl.data.batch import VLBatch
 from megatron_vl.data.blending import BlendedStream, StreamCursor
 from megatron_vl.data.compatibility import open_compatible_dataset
-from megatron_vl.data.packed_format import MANIFEST_NAME, sha256_file
+from megatron_vl.data.packed_format import MANIFEST_NAME
 from megatron_vl.data.sample_reader import MicroBatchPlan, MicroBatchReader, MicroBatchResult, SlotPlan, read_in_order
+from megatron_vl.files import sha256_file
 
 STATE_FORMAT = 1
 MAX_REPLACEMENTS = 8

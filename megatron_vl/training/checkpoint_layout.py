@@ -30,9 +30,10 @@ The run record (``megatron_vl_run.json``) holds at least:
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
+
+from megatron_vl.files import write_atomically
 
 LATEST_FILE = "latest_checkpointed_iteration.txt"
 RUN_FILE = "megatron_vl_run.json"
@@ -76,13 +77,7 @@ def read_latest_iteration(root: str | Path) -> int | None:
 
 def write_latest_iteration(root: str | Path, iteration: int) -> None:
     """Point the ``latest`` marker at ``iteration``; atomic, so a crash leaves the previous marker."""
-    marker = Path(root) / LATEST_FILE
-    temporary = marker.with_name(marker.name + ".tmp")
-    with open(temporary, "w") as file:
-        file.write(f"{iteration}\n")
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, marker)
+    write_atomically(Path(root) / LATEST_FILE, f"{iteration}\n".encode())
 
 
 def resolve_checkpoint(root: str | Path, iteration: int | None = None) -> tuple[Path, int]:

@@ -1,0 +1,29 @@
+import hashlib
+from unittest import mock
+
+import pytest
+
+from megatron_vl import files
+
+
+def test_write_atomically_replaces_the_whole_file(tmp_path):
+    path = tmp_path / "manifest.json"
+    path.write_bytes(b"old contents, longer than the new ones")
+    files.write_atomically(path, b"new")
+    assert path.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
+
+
+def test_a_write_cut_off_before_the_rename_leaves_the_old_file(tmp_path):
+    path = tmp_path / "latest_checkpointed_iteration.txt"
+    path.write_bytes(b"100\n")
+    with mock.patch.object(files.os, "fsync", side_effect=OSError("disk full")), pytest.raises(OSError):
+        files.write_atomically(path, b"200\n")
+    assert path.read_bytes() == b"100\n"
+
+
+def test_sha256_file_reads_past_one_block(tmp_path):
+    payload = bytes(range(256)) * 5000  # 1.28 MB: more than the 1 MiB read block
+    path = tmp_path / "shard.tar"
+    path.write_bytes(payload)
+    assert files.sha256_file(path) == hashlib.sha256(payload).hexdigest()
