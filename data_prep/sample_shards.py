@@ -26,7 +26,6 @@ import re
 import tarfile
 from collections.abc import Iterator
 
-from data_prep.webdataset_tar import iter_keyed_members
 
 MANIFEST_NAME = "ingest_manifest.json"
 FORMAT_VERSION = 1
@@ -161,12 +160,72 @@ class SampleShardWriter:
         self._file = self._hashing = self._tar = None
 
 
+def image_member(k: int) -> str:
+    """Member suffix of a sample's image ``k``."""
+    return f"img{k}.png"
+
+
+IMAGE_MEMBER = re.compile(r"img(\d+)\.png")
+
+
 def sample_members(meta: dict, pngs: list[bytes]) -> dict[str, bytes]:
     """The tar members of one sample: its JSON, then its images in order."""
     members = {"json": json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode("utf-8")}
     for k, png in enumerate(pngs):
-        members[f"img{k}.png"] = png
+        members[image_member(k)] = png
     return members
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class IndexedSample:
+    """One sample of a shard: its parsed JSON and where its images lie in the shard file."""
+
+    key: str
+    """Sample key inside the dataset."""
+    meta: dict
+    """The parsed ``{key}.json``: kind, source, images, segments."""
+    image_spans: list[list[int]]
+    """``[byte offset, size]`` of each image's PNG in the shard file, in order."""
+
+
+def index_shard(path: str) -> Iterator[IndexedSample]:
+    """The samples of one shard, in order, reading the JSON members only (images are skipped over,
+    not read); a ValueError names the shard and key of a broken one."""
+    key, meta, spans = None, None, {}
+    with tarfile.open(path, mode="r:") as tar:
+        for info in tar:
+            member_key, _, suffix = info.name.partition(".")
+            if member_key != key and key is not None:
+                yield _checked_sample(path, key, meta, spans)
+                meta, spans = None, {}
+            key = member_key
+            if suffix == "json":
+                meta = json.loads(tar.extractfile(info).read())
+            elif match := IMAGE_MEMBER.fullmatch(suffix):
+                spans[int(match.group(1))] = [info.offset_data, info.size]
+            else:
+                raise ValueError(f"{path}: unexpected member {info.name}; a sample has {key}.json and "
+                                 f"{key}.img<k>.png members only. Re-run ingest")
+    if key is not None:
+        yield _checked_sample(path, key, meta, spans)
+
+
+def _checked_sample(path: str, key: str, meta: dict | None, spans: dict[int, list[int]]) -> IndexedSample:
+    if meta is None:
+        raise ValueError(f"{path}: sample {key} has no {key}.json member; re-run ingest")
+    count = len(meta.get("images", []))
+    if sorted(spans) != list(range(count)):
+        raise ValueError(
+            f"{path}: sample {key} has image members {sorted(spans)} but its JSON lists {count} images; re-run ingest"
+        )
+    return IndexedSample(key=key, meta=meta, image_spans=[spans[k] for k in range(count)])
+
+
+def read_span(file, span: list[int]) -> bytes:
+    """The bytes of one member of an open shard file, from its ``[byte offset, size]``."""
+    offset, size = span
+    file.seek(offset)
+    return file.read(size)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -182,22 +241,11 @@ class SampleRecord:
 
 
 def iter_shard(path: str) -> Iterator[SampleRecord]:
-    """The samples of one shard, in order; a ValueError names the shard and key of a broken one."""
-    for key, members in iter_keyed_members(path):
-        yield _record(path, key, members)
-
-
-def _record(path: str, key: str, members: dict[str, bytes]) -> SampleRecord:
-    if "json" not in members:
-        raise ValueError(f"{path}: sample {key} has no {key}.json member; re-run ingest")
-    meta = json.loads(members["json"])
-    count = len(meta["images"])
-    missing = [f"img{k}.png" for k in range(count) if f"img{k}.png" not in members]
-    if missing or len(members) != count + 1:
-        raise ValueError(
-            f"{path}: sample {key} has members {sorted(members)} but its JSON lists {count} images; re-run ingest"
-        )
-    return SampleRecord(key=key, meta=meta, images=[members[f"img{k}.png"] for k in range(count)])
+    """The samples of one shard with their images' bytes, in order."""
+    with open(path, "rb") as file:
+        for sample in index_shard(path):
+            images = [read_span(file, span) for span in sample.image_spans]
+            yield SampleRecord(key=sample.key, meta=sample.meta, images=images)
 
 
 def load_manifest(directory: str) -> dict:

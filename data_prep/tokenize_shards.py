@@ -13,22 +13,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
-import tarfile
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from data_prep.documents import fit_to_seq_len, tokenize_sample
+from data_prep.sample_shards import index_shard
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.data.packed_format import npy_bytes
 from megatron_vl.files import sha256_file, write_atomically
 from megatron_vl.tokenizer import Tokenizer, load_tokenizer
-
-IMAGE_MEMBER = re.compile(r"img(\d+)\.png")
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TokenizeTask:
@@ -88,10 +83,10 @@ def tokenize_shard(task: TokenizeTask) -> dict:
     token_parts, loss_parts, records = [], [], []
     dropped: Counter[str] = Counter()
     samples = split = offset = 0
-    for key, meta, image_spans in _index_sample_shard(task.shard_path):
+    for sample in index_shard(task.shard_path):
         samples += 1
-        where = f"{task.shard_path} sample {key}"
-        document = tokenize_sample(meta, tokenizer, _worker["image_settings"], where=where)
+        where = f"{task.shard_path} sample {sample.key}"
+        document = tokenize_sample(sample.meta, tokenizer, _worker["image_settings"], where=where)
         parts, reason = fit_to_seq_len(
             document, seq_len=settings.seq_len, policy=settings.long_doc,
             vision_start_id=tokenizer.vision_start_id, vision_end_id=tokenizer.vision_end_id,
@@ -101,14 +96,14 @@ def tokenize_shard(task: TokenizeTask) -> dict:
         split += len(parts) > 1
         for part in parts:
             records.append({
-                "key": key,
+                "key": sample.key,
                 "kind": part.kind,
-                "origin": meta.get("source"),
+                "origin": sample.meta.get("source"),
                 "part": list(part.part),
                 "offset": offset,
                 "length": len(part),
                 "image_grids": [list(grid) for grid in part.image_grids],
-                "image_spans": [image_spans[k] for k in part.image_refs],
+                "image_spans": [sample.image_spans[k] for k in part.image_refs],
             })
             token_parts.append(part.tokens)
             loss_parts.append(part.loss)
@@ -140,36 +135,3 @@ def _check_sha256(path: str, expected: str) -> None:
             f"{path}: sha256 {actual} differs from {expected} in its ingest_manifest.json; the shard "
             "changed or is damaged since ingest: re-run ingest for that dataset"
         )
-
-
-def _index_sample_shard(path: str) -> Iterator[tuple[str, dict, list[list[int]]]]:
-    """``(key, parsed {key}.json, [[byte offset, size] of each image])`` of each sample, in order,
-    reading the JSON members only (images are skipped over, not read)."""
-    key, meta, spans = None, None, {}
-    with tarfile.open(path, mode="r:") as tar:
-        for info in tar:
-            member_key, _, suffix = info.name.partition(".")
-            if member_key != key and key is not None:
-                yield _checked_sample(path, key, meta, spans)
-                meta, spans = None, {}
-            key = member_key
-            if suffix == "json":
-                meta = json.loads(tar.extractfile(info).read())
-            elif match := IMAGE_MEMBER.fullmatch(suffix):
-                spans[int(match.group(1))] = [info.offset_data, info.size]
-            else:
-                raise ValueError(f"{path}: unexpected member {info.name}; a sample has {key}.json and "
-                                 f"{key}.img<k>.png members only. Re-run ingest")
-    if key is not None:
-        yield _checked_sample(path, key, meta, spans)
-
-
-def _checked_sample(path: str, key: str, meta: dict | None, spans: dict[int, list[int]]):
-    if meta is None:
-        raise ValueError(f"{path}: sample {key} has no {key}.json member; re-run ingest")
-    count = len(meta.get("images", []))
-    if sorted(spans) != list(range(count)):
-        raise ValueError(
-            f"{path}: sample {key} has image members {sorted(spans)} but its JSON lists {count} images; re-run ingest"
-        )
-    return key, meta, [spans[k] for k in range(count)]

@@ -16,6 +16,7 @@ from collections import defaultdict
 import numpy as np
 
 from data_prep.documents import Document
+from data_prep.sample_shards import read_span
 from data_prep.sequences import assemble_sequence
 from megatron_vl.data.packed_format import KindStats, ShardEntry, png_size, sample_key, shard_name, write_shard
 from megatron_vl.files import write_atomically
@@ -159,9 +160,7 @@ def _read_png(files: dict, path: str, offset: int, size: int, grid, where: str) 
     settings: WriteSettings = _worker["settings"]
     if path not in files:
         files[path] = open(path, "rb")
-    file = files[path]
-    file.seek(offset)
-    payload = file.read(size)
+    payload = read_span(files[path], [offset, size])
     size_in_header = png_size(payload)
     if len(payload) != size or size_in_header is None:
         raise ValueError(f"{where}: an image member is not a PNG file; the shard is damaged, re-run ingest")
