@@ -38,7 +38,6 @@ from checkpoints_tools.safetensors_files import SafetensorsCheckpoint
 from megatron_vl.config import model as presets
 from megatron_vl.config.model import VLModelConfig
 from megatron_vl.config.parallel import ParallelConfig
-from megatron_vl.config.serialization import config_to_dict
 from megatron_vl.models.hf_mapping import weight_rules
 from megatron_vl.tokenizer import Tokenizer, load_tokenizer
 from megatron_vl.training import checkpoint_layout as layout
@@ -193,18 +192,17 @@ def import_checkpoint(request: ImportRequest, *, progress: bool = True) -> dict:
                           dtype=dtype, convert=convert)
     bar.close()
     tokenizer.save_hf(str(partial / layout.TOKENIZER_DIR))
-    layout.write_run_record(partial, {
-        "format_version": 1,
-        "model": config_to_dict(config),
-        "parallel": config_to_dict(parallel),
-        "iteration": request.iteration,
-        "image_settings": settings.to_dict(),
-        "tokenizer_fingerprint": tokenizer.fingerprint,
-        "written_by": WRITTEN_BY,
-        "sources": {key: str(value) for key, value in (("hf", request.hf), ("vision", request.vision), ("llm", request.llm))
-                    if value is not None},
-        "notes": source.notes,
-    })
+    layout.write_run_record(partial, layout.run_record(
+        model=config,
+        parallel=parallel,
+        iteration=request.iteration,
+        image_settings=settings,
+        tokenizer_fingerprint=tokenizer.fingerprint,
+        written_by=WRITTEN_BY,
+        sources={key: str(value) for key, value in (("hf", request.hf), ("vision", request.vision), ("llm", request.llm))
+                 if value is not None},
+        notes=source.notes,
+    ))
     os.replace(partial, target)
     layout.write_latest_iteration(request.out, request.iteration)
     written = sum(path.stat().st_size for path in target.glob("*.distcp"))

@@ -15,7 +15,7 @@ Inside the dist checkpoint, the model's tensors are stored under the keys of
 entries (``optimizer``, ``scheduler``, ``loader``, ``rng``, ...) belong to training. A checkpoint that
 holds only ``model`` (what ``checkpoints_tools.from_hf`` writes) is a valid starting point for a stage.
 
-The run record (``megatron_vl_run.json``) holds at least:
+The run record (``megatron_vl_run.json``, built by ``run_record``) holds at least:
 
 * ``format_version``: 1;
 * ``model``: ``config_to_dict(VLModelConfig)``, enough to rebuild the model at any layout;
@@ -33,10 +33,15 @@ import json
 import re
 from pathlib import Path
 
+from megatron_vl.config.model import VLModelConfig
+from megatron_vl.config.parallel import ParallelConfig
+from megatron_vl.config.serialization import config_to_dict
+from megatron_vl.data.images import ImageSettings
 from megatron_vl.files import write_atomically
 
 LATEST_FILE = "latest_checkpointed_iteration.txt"
 RUN_FILE = "megatron_vl_run.json"
+RUN_RECORD_FORMAT = 1
 TOKENIZER_DIR = "tokenizer"
 PARTIAL_SUFFIX = ".partial"
 _ITERATION_DIR = re.compile(r"iter_(\d{7,})")
@@ -107,6 +112,30 @@ def read_run_record(checkpoint_dir: str | Path) -> dict:
         raise ValueError(f"{path} is missing: {checkpoint_dir} is not a complete megatron-vl checkpoint") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error}); the checkpoint is corrupt") from None
+
+
+def run_record(
+    *,
+    model: VLModelConfig,
+    parallel: ParallelConfig,
+    iteration: int,
+    image_settings: ImageSettings,
+    tokenizer_fingerprint: str | None,
+    written_by: str,
+    **extra,
+) -> dict:
+    """The run record of a checkpoint: the fields every reader relies on (see the module docstring),
+    then the writer's own ``extra`` fields."""
+    return {
+        "format_version": RUN_RECORD_FORMAT,
+        "model": config_to_dict(model),
+        "parallel": config_to_dict(parallel),
+        "iteration": iteration,
+        "image_settings": image_settings.to_dict(),
+        "tokenizer_fingerprint": tokenizer_fingerprint,
+        "written_by": written_by,
+        **extra,
+    }
 
 
 def write_run_record(checkpoint_dir: str | Path, record: dict) -> None:

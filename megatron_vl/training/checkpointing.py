@@ -145,21 +145,20 @@ class Checkpointer:
 
     def _run_record(self, state: TrainState) -> dict:
         run = self.run
-        return {
-            "format_version": 1,
-            "written_by": "training",
-            "model": config_to_dict(run.model),
-            "parallel": config_to_dict(run.recipe.parallel),
-            "world_size": dist.get_world_size(),
-            "iteration": state.iteration,
-            "image_settings": dataclasses.asdict(run.data.image_settings),
-            "tokenizer_fingerprint": self.tokenizer.fingerprint,
-            "stage": run.recipe.name,
-            "consumed_tokens": state.consumed_tokens,
-            "loss_tokens_per_kind": state.loss_tokens_per_kind,
-            "optimizer_format": self.optimizer_format,
-            "run": config_to_dict(run),
-        }
+        return layout.run_record(
+            model=run.model,
+            parallel=run.recipe.parallel,
+            iteration=state.iteration,
+            image_settings=run.data.image_settings,
+            tokenizer_fingerprint=self.tokenizer.fingerprint,
+            written_by="training",
+            world_size=dist.get_world_size(),
+            stage=run.recipe.name,
+            consumed_tokens=state.consumed_tokens,
+            loss_tokens_per_kind=state.loss_tokens_per_kind,
+            optimizer_format=self.optimizer_format,
+            run=config_to_dict(run),
+        )
 
     def _state_dict(self, trainer: Trainer, *, loading: bool, optimizer_format: str, with_rng: bool) -> dict:
         trainable = trainer.trainable

@@ -17,20 +17,6 @@ import torch.distributed as dist
 from tests.models.vl_batches import build_model
 
 
-def run_record(config, parallel, iteration: int, tokenizer, image_settings) -> dict:
-    from megatron_vl.config.serialization import config_to_dict
-
-    return {
-        "format_version": 1,
-        "model": config_to_dict(config),
-        "parallel": config_to_dict(parallel),
-        "iteration": iteration,
-        "image_settings": image_settings.to_dict(),
-        "tokenizer_fingerprint": tokenizer.fingerprint,
-        "written_by": "training",
-    }
-
-
 def _save(model, config, parallel, root: str, iteration: int, tokenizer_path: str, image_settings) -> None:
     from megatron.core import dist_checkpointing
 
@@ -45,7 +31,10 @@ def _save(model, config, parallel, root: str, iteration: int, tokenizer_path: st
     if dist.get_rank() == 0:
         tokenizer = load_tokenizer(tokenizer_path)
         tokenizer.save_hf(str(partial / layout.TOKENIZER_DIR))
-        layout.write_run_record(partial, run_record(config, parallel, iteration, tokenizer, image_settings))
+        layout.write_run_record(partial, layout.run_record(
+            model=config, parallel=parallel, iteration=iteration, image_settings=image_settings,
+            tokenizer_fingerprint=tokenizer.fingerprint, written_by="training",
+        ))
         os.replace(partial, layout.iteration_dir(root, iteration))
         layout.write_latest_iteration(root, iteration)
     dist.barrier()

@@ -3,7 +3,6 @@ of the ``tiny`` model with seeded random weights: the starting point of stage 1 
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from megatron_vl.training import checkpoint_layout as layout
@@ -15,7 +14,6 @@ def write_init_checkpoint(root: str, tokenizer_path: str, seed: int) -> dict:
 
     from megatron_vl.config.model import tiny
     from megatron_vl.config.parallel import ParallelConfig
-    from megatron_vl.config.serialization import config_to_dict
     from megatron_vl.data.images import ImageSettings
     from megatron_vl.models import VLModel
     from megatron_vl.models.sharding import gather_full_state_dict
@@ -32,11 +30,10 @@ def write_init_checkpoint(root: str, tokenizer_path: str, seed: int) -> dict:
     directory.mkdir(parents=True)
     dist_checkpointing.save({"model": model.sharded_state_dict()}, str(directory))
     tokenizer.save_hf(str(directory / layout.TOKENIZER_DIR))
-    layout.write_run_record(directory, {
-        "format_version": 1, "written_by": "checkpoints_tools.from_hf", "model": config_to_dict(config),
-        "parallel": config_to_dict(parallel), "iteration": 0,
-        "image_settings": dataclasses.asdict(ImageSettings()), "tokenizer_fingerprint": tokenizer.fingerprint,
-    })
+    layout.write_run_record(directory, layout.run_record(
+        model=config, parallel=parallel, iteration=0, image_settings=ImageSettings(),
+        tokenizer_fingerprint=tokenizer.fingerprint, written_by="checkpoints_tools.from_hf",
+    ))
     layout.write_latest_iteration(root, 0)
     return {name: tensor.clone() for name, tensor in gather_full_state_dict(model).items()}
 

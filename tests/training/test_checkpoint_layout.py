@@ -34,3 +34,23 @@ def test_clear_errors(tmp_path):
         layout.read_latest_iteration(tmp_path)
     with pytest.raises(ValueError, match="does not exist"):
         layout.resolve_checkpoint(tmp_path / "nope")
+
+
+def test_run_record_holds_what_readers_rebuild_the_model_from(tmp_path):
+    from megatron_vl.config.model import VLModelConfig, tiny
+    from megatron_vl.config.parallel import ParallelConfig
+    from megatron_vl.config.serialization import config_from_dict
+    from megatron_vl.data.images import ImageSettings
+
+    config = tiny(image_token_id=7)
+    record = layout.run_record(
+        model=config, parallel=ParallelConfig(tensor_parallel=2), iteration=40, image_settings=ImageSettings(),
+        tokenizer_fingerprint="abc", written_by="training", stage="stage3_multimodal",
+    )
+    layout.write_run_record(tmp_path, record)
+    saved = layout.read_run_record(tmp_path)
+    assert saved["format_version"] == layout.RUN_RECORD_FORMAT and saved["written_by"] == "training"
+    assert config_from_dict(VLModelConfig, saved["model"]) == config
+    assert saved["parallel"]["tensor_parallel"] == 2 and saved["iteration"] == 40
+    assert saved["image_settings"] == ImageSettings().to_dict() and saved["tokenizer_fingerprint"] == "abc"
+    assert saved["stage"] == "stage3_multimodal"

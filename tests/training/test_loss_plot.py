@@ -1,6 +1,5 @@
 import json
 
-import pytest
 from PIL import Image
 
 from megatron_vl.training import loss_plot
