@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import socket
 import statistics
 import time
 
@@ -80,18 +78,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(sock.getsockname()[1]))
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from megatron_vl.config.parallel import ParallelConfig
     from megatron_vl.models import VLModel
     from megatron_vl.models.hf_mapping import from_hf, hf_config_dict
     from megatron_vl.models.sharding import load_full_state_dict
-    from megatron_vl.runtime import init_distributed, initialize_model_parallel, set_seed
+    from megatron_vl.runtime import init_single_process, initialize_model_parallel, set_seed
 
-    init_distributed()
+    init_single_process()
     parallel = ParallelConfig()
     pgs = initialize_model_parallel(parallel)
     set_seed(0, pgs)

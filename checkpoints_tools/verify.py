@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import socket
 import sys
 
 import torch
@@ -25,25 +24,15 @@ from checkpoints_tools.hf_inputs import draw_image, multimodal_inputs
 from checkpoints_tools.run_checkpoint import RunCheckpoint, open_run_checkpoint
 
 
-def _single_process_world() -> None:
-    """torch.distributed with one rank: megatron-core builds and loads models inside a process group."""
-    from megatron_vl.runtime.distributed import LaunchEnv, init_distributed
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    init_distributed(LaunchEnv(rank=0, world_size=1, local_rank=0, master_addr="127.0.0.1", master_port=port, launcher="single"))
-
-
 def load_our_model(run: RunCheckpoint):
     """``VLModel`` at TP=1 PP=1 in float32, loaded from the dist checkpoint by megatron-core itself."""
     from megatron.core import dist_checkpointing
 
     from megatron_vl.config.parallel import ParallelConfig
     from megatron_vl.models import VLModel
-    from megatron_vl.runtime import initialize_model_parallel, set_seed
+    from megatron_vl.runtime import init_single_process, initialize_model_parallel, set_seed
 
-    _single_process_world()
+    init_single_process()
     parallel = ParallelConfig()
     pgs = initialize_model_parallel(parallel)
     set_seed(0, pgs)

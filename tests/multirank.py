@@ -10,16 +10,9 @@ import io
 import multiprocessing as mp
 import os
 import queue
-import socket
 import traceback
 
 import torch
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _rank_main(rank, world_size, port, fn, args, kwargs, results):
@@ -59,7 +52,9 @@ def run_ranks(fn, world_size: int, *args, timeout: float = 600, **kwargs) -> lis
     """
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    port = free_port()
+    from megatron_vl.runtime.distributed import free_local_port
+
+    port = free_local_port()
     # Not daemonic: megatron's checkpoint writer starts a multiprocessing manager, which a daemonic
     # process may not; the finally clause below reaps the ranks instead.
     procs = [

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from megatron_vl.runtime.distributed import free_local_port
+
 BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "sacct", "scontrol")
 NUM_FAKE_GPUS = 8
 
@@ -31,7 +33,7 @@ class SlurmCluster:
         self.conf = self.root / "slurm.conf"
         self.env = dict(os.environ, SLURM_CONF=str(self.conf))
         self._munge_dir: Path | None = None
-        self._ports = (_free_port(), _free_port())
+        self._ports = (free_local_port(), free_local_port())
 
     @staticmethod
     def unavailable_reason() -> str | None:
@@ -195,9 +197,3 @@ def _kill_pid_file(pid_file: Path) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.1)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import os
 import re
+import socket
 
 import torch
 import torch.distributed as dist
@@ -129,3 +130,17 @@ def init_distributed(launch: LaunchEnv | None = None, *, timeout_minutes: int = 
         timeout=datetime.timedelta(minutes=timeout_minutes),
     )
     return launch
+
+
+def free_local_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now: the rendezvous of a world on this machine."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def init_single_process() -> LaunchEnv:
+    """A one-rank world on this machine, for tools that build megatron-core models outside a launched job."""
+    return init_distributed(LaunchEnv(
+        rank=0, world_size=1, local_rank=0, master_addr="127.0.0.1", master_port=free_local_port(), launcher="single",
+    ))

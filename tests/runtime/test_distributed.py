@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 
 from megatron_vl.runtime.distributed import expand_slurm_nodelist, read_launch_env
@@ -43,3 +47,19 @@ def test_bad_values_are_named():
         read_launch_env({"RANK": "x", "WORLD_SIZE": "2"})
     with pytest.raises(ValueError, match="cannot find rank 0's host"):
         read_launch_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "2"})
+
+
+SINGLE_PROCESS = """
+import torch.distributed as dist
+from megatron_vl.runtime import init_single_process
+launch = init_single_process()
+assert (dist.get_rank(), dist.get_world_size(), launch.launcher) == (0, 1, "single"), launch
+dist.destroy_process_group()
+print("ok")
+"""
+
+
+def test_init_single_process_makes_a_one_rank_world_without_launcher_variables():
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_PORT", "SLURM_PROCID")}
+    result = subprocess.run([sys.executable, "-c", SINGLE_PROCESS], env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
