@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 
+from megatron_vl.config.validation import (
+    batch_sizes,
+    blend_weight,
+    distinct_blend,
+    fraction,
+    non_negative_int,
+    positive_int,
+)
 from megatron_vl.data.images import ImageSettings
 
 
@@ -22,13 +29,7 @@ class BlendEntry:
         if not isinstance(self.path, (str, os.PathLike)) or not os.fspath(self.path):
             raise ValueError(f"BlendEntry.path must be a packed dataset directory, got {self.path!r}")
         object.__setattr__(self, "path", os.fspath(self.path))
-        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not (
-            math.isfinite(self.weight) and self.weight > 0
-        ):
-            raise ValueError(
-                f"BlendEntry weight of {self.path} must be a positive finite number, got {self.weight!r}; "
-                "leave a dataset out of the blend instead of giving it weight 0"
-            )
+        blend_weight("BlendEntry", self.path, self.weight)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -63,32 +64,17 @@ class DataConfig:
     def __post_init__(self) -> None:
         blend = tuple(entry if isinstance(entry, BlendEntry) else self._entry(entry) for entry in self.blend)
         object.__setattr__(self, "blend", blend)
-        if not blend:
-            raise ValueError("DataConfig.blend is empty; give at least one (packed dataset directory, weight)")
-        paths = [os.path.abspath(entry.path) for entry in blend]
-        repeated = sorted({path for path in paths if paths.count(path) > 1})
-        if repeated:
-            raise ValueError(f"DataConfig.blend lists {repeated} more than once; give each dataset once with its total weight")
-        for name in ("seq_len", "global_batch_size", "micro_batch_size", "prefetch_factor", "corrupt_check_after"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"DataConfig.{name} must be a positive integer, got {value!r}")
-        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
-            raise ValueError(f"DataConfig.num_workers must be 0 or more, got {self.num_workers!r}")
-        if self.global_batch_size % self.micro_batch_size:
-            raise ValueError(
-                f"DataConfig.global_batch_size={self.global_batch_size} is not a multiple of "
-                f"micro_batch_size={self.micro_batch_size}; make it one"
-            )
-        if not 0.0 <= self.max_corrupt_fraction < 1.0:
-            raise ValueError(f"DataConfig.max_corrupt_fraction must be in [0, 1), got {self.max_corrupt_fraction!r}")
+        distinct_blend("DataConfig", [os.path.abspath(entry.path) for entry in blend])
+        for name in ("seq_len", "prefetch_factor", "corrupt_check_after"):
+            positive_int("DataConfig", name, getattr(self, name))
+        batch_sizes("DataConfig", self.global_batch_size, self.micro_batch_size)
+        non_negative_int("DataConfig", "num_workers", self.num_workers)
+        fraction("DataConfig", "max_corrupt_fraction", self.max_corrupt_fraction, upper_open=True)
         if not isinstance(self.image_settings, ImageSettings):
             raise ValueError("DataConfig.image_settings must be an ImageSettings (megatron_vl.data.images)")
-        if self.eval_samples is not None:
-            if self.eval_path is None:
-                raise ValueError("DataConfig.eval_samples is set but eval_path is not; give the held-out dataset")
-            if isinstance(self.eval_samples, bool) or not isinstance(self.eval_samples, int) or self.eval_samples < 1:
-                raise ValueError(f"DataConfig.eval_samples must be a positive integer or None, got {self.eval_samples!r}")
+        positive_int("DataConfig", "eval_samples", self.eval_samples, optional=True)
+        if self.eval_samples is not None and self.eval_path is None:
+            raise ValueError("DataConfig.eval_samples is set but eval_path is not; give the held-out dataset")
 
     @staticmethod
     def _entry(pair) -> BlendEntry:

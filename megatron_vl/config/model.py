@@ -1,28 +1,24 @@
 """Model configs: the Qwen2.5-ViT encoder, the patch-merger projector, the M-RoPE LLM, and their composition.
 
-Presets: ``mimo_vl_7b`` (the MiMo-VL-7B shape of DESIGN.md) and ``tiny`` (the same structure at a size
-that runs in seconds on a CPU). Each config checks itself on construction; ``VLModelConfig.validate_parallel``
-checks that a parallel layout can split the model.
+Presets live in ``PRESETS`` (``model_preset(name, ...)`` builds one): ``mimo_vl_7b`` (the MiMo-VL-7B shape
+of DESIGN.md) and ``tiny`` (the same structure at a size that runs in seconds on a CPU). Each config checks
+itself on construction; ``VLModelConfig.validate_parallel`` checks that a parallel layout can split the model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from megatron_vl.config.parallel import ParallelConfig
+from megatron_vl.config.validation import divisible, one_of, positive_int, positive_number
 
 DTYPES = ("float32", "bfloat16")
 
 
-def _require_positive(owner: str, **values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{owner}.{name} must be a positive integer, got {value!r}")
-
-
-def _require_divisible(what: str, value: int, divisor: int, divisor_name: str, fix: str) -> None:
-    if value % divisor:
-        raise ValueError(f"{what}={value} is not divisible by {divisor_name}={divisor}; {fix}")
+def _positive_ints(owner: str, config, names: tuple[str, ...]) -> None:
+    for name in names:
+        positive_int(owner, name, getattr(config, name))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -57,19 +53,13 @@ class VisionConfig:
     """Temporal position step per second of video; only exported into the HF config."""
 
     def __post_init__(self) -> None:
-        _require_positive(
-            "VisionConfig",
-            num_layers=self.num_layers,
-            hidden_size=self.hidden_size,
-            num_attention_heads=self.num_attention_heads,
-            ffn_hidden_size=self.ffn_hidden_size,
-            patch_size=self.patch_size,
-            temporal_patch_size=self.temporal_patch_size,
-            in_channels=self.in_channels,
-            spatial_merge_size=self.spatial_merge_size,
-            window_size=self.window_size,
-        )
-        _require_divisible(
+        _positive_ints("VisionConfig", self, (
+            "num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size", "patch_size", "temporal_patch_size",
+            "in_channels", "spatial_merge_size", "window_size", "tokens_per_second",
+        ))
+        positive_number("VisionConfig", "norm_eps", self.norm_eps)
+        positive_number("VisionConfig", "rope_theta", self.rope_theta)
+        divisible(
             "VisionConfig.hidden_size", self.hidden_size, self.num_attention_heads, "num_attention_heads",
             "choose a hidden size that is a multiple of the head count",
         )
@@ -79,7 +69,7 @@ class VisionConfig:
                 "of 4: the 2D rotary gives a quarter of each head's dimensions to each of h and w, in pairs"
             )
         unit = self.patch_size * self.spatial_merge_size
-        _require_divisible(
+        divisible(
             "VisionConfig.window_size", self.window_size, unit, "patch_size * spatial_merge_size",
             f"use a window of a whole number of merged patches, e.g. {unit * max(1, self.window_size // unit)}",
         )
@@ -89,8 +79,6 @@ class VisionConfig:
                 f"VisionConfig.full_attention_layers={layers!r} must be increasing, distinct layer indices in "
                 f"[0, {self.num_layers}); e.g. {tuple(range(7, self.num_layers, 8))} for every 8th layer"
             )
-        if self.norm_eps <= 0 or self.rope_theta <= 0:
-            raise ValueError("VisionConfig.norm_eps and rope_theta must be positive")
 
     @property
     def head_dim(self) -> int:
@@ -122,9 +110,8 @@ class ProjectorConfig:
     """Epsilon of the RMSNorm applied to each patch before merging."""
 
     def __post_init__(self) -> None:
-        _require_positive("ProjectorConfig", ffn_hidden_size=self.ffn_hidden_size)
-        if self.norm_eps <= 0:
-            raise ValueError("ProjectorConfig.norm_eps must be positive")
+        positive_int("ProjectorConfig", "ffn_hidden_size", self.ffn_hidden_size)
+        positive_number("ProjectorConfig", "norm_eps", self.norm_eps)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -153,26 +140,22 @@ class LanguageConfig:
     """Epsilon of the RMSNorms."""
 
     def __post_init__(self) -> None:
-        _require_positive(
-            "LanguageConfig",
-            num_layers=self.num_layers,
-            hidden_size=self.hidden_size,
-            num_attention_heads=self.num_attention_heads,
-            num_query_groups=self.num_query_groups,
-            ffn_hidden_size=self.ffn_hidden_size,
-            vocab_size=self.vocab_size,
-            max_position_embeddings=self.max_position_embeddings,
-        )
-        _require_divisible(
+        _positive_ints("LanguageConfig", self, (
+            "num_layers", "hidden_size", "num_attention_heads", "num_query_groups", "ffn_hidden_size", "vocab_size",
+            "max_position_embeddings",
+        ))
+        positive_number("LanguageConfig", "norm_eps", self.norm_eps)
+        positive_number("LanguageConfig", "rope_theta", self.rope_theta)
+        divisible(
             "LanguageConfig.hidden_size", self.hidden_size, self.num_attention_heads, "num_attention_heads",
             "choose a hidden size that is a multiple of the head count",
         )
-        _require_divisible(
+        divisible(
             "LanguageConfig.num_attention_heads", self.num_attention_heads, self.num_query_groups,
             "num_query_groups", "each key/value group must serve the same number of query heads",
         )
         section = tuple(self.mrope_section)
-        if len(section) != 3 or any(not isinstance(s, int) or s < 1 for s in section):
+        if len(section) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in section):
             raise ValueError(
                 f"LanguageConfig.mrope_section={section!r} must be three positive integers (t, h, w)"
             )
@@ -181,8 +164,6 @@ class LanguageConfig:
                 f"LanguageConfig.mrope_section={section!r} sums to {sum(section)}, but the head dim "
                 f"{self.head_dim} has {self.head_dim // 2} rotary pairs; make the sections sum to {self.head_dim // 2}"
             )
-        if self.norm_eps <= 0 or self.rope_theta <= 0:
-            raise ValueError("LanguageConfig.norm_eps and rope_theta must be positive")
 
     @property
     def head_dim(self) -> int:
@@ -205,29 +186,21 @@ class VLModelConfig:
     """The decoder LLM."""
     image_token_id: int
     """Id of ``<|image_pad|>`` in the tokenizer: each one is replaced by one projector output, in order."""
-    first_pipeline_stage_language_layers: int | None = None
-    """With PP > 1: LLM layers on the first stage, which also holds the ViT and projector (None: even split)."""
     dtype: str = "float32"
     """Parameter and activation dtype, ``float32`` or ``bfloat16``."""
     init_method_std: float = 0.02
     """Standard deviation of the normal initialisation of weight matrices."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.image_token_id, int) or not 0 <= self.image_token_id < self.language.vocab_size:
+        if isinstance(self.image_token_id, bool) or not isinstance(self.image_token_id, int) or not (
+            0 <= self.image_token_id < self.language.vocab_size
+        ):
             raise ValueError(
                 f"VLModelConfig.image_token_id={self.image_token_id!r} is not a token id below vocab_size "
                 f"{self.language.vocab_size}; pass the tokenizer's id of <|image_pad|>"
             )
-        if self.dtype not in DTYPES:
-            raise ValueError(f"VLModelConfig.dtype={self.dtype!r}: choose one of {DTYPES}")
-        layers = self.first_pipeline_stage_language_layers
-        if layers is not None and (not isinstance(layers, int) or not 1 <= layers < self.language.num_layers):
-            raise ValueError(
-                f"VLModelConfig.first_pipeline_stage_language_layers={layers!r} must be between 1 and "
-                f"{self.language.num_layers - 1} (the LLM has {self.language.num_layers} layers), or None"
-            )
-        if self.init_method_std <= 0:
-            raise ValueError("VLModelConfig.init_method_std must be positive")
+        one_of("VLModelConfig", "dtype", self.dtype, DTYPES)
+        positive_number("VLModelConfig", "init_method_std", self.init_method_std)
 
     def validate_parallel(self, parallel: ParallelConfig) -> None:
         """Raise ``ValueError`` naming the field to change when ``parallel`` cannot split this model."""
@@ -241,22 +214,22 @@ class VLModelConfig:
             ("language.num_query_groups", self.language.num_query_groups),
             ("language.ffn_hidden_size", self.language.ffn_hidden_size),
         ):
-            _require_divisible(f"VLModelConfig.{what}", value, tp, "ParallelConfig.tensor_parallel", fix_tp)
+            divisible(f"VLModelConfig.{what}", value, tp, "ParallelConfig.tensor_parallel", fix_tp)
 
         pp = parallel.pipeline_parallel
         layers = self.language.num_layers
-        first = self.first_pipeline_stage_language_layers
+        first = parallel.first_pipeline_stage_language_layers
         if pp == 1:
-            if first is not None:
-                raise ValueError(
-                    "VLModelConfig.first_pipeline_stage_language_layers is set but pipeline_parallel is 1; "
-                    "unset it or raise ParallelConfig.pipeline_parallel"
-                )
             return
         if first is None:
-            _require_divisible(
+            divisible(
                 "VLModelConfig.language.num_layers", layers, pp, "ParallelConfig.pipeline_parallel",
                 "change pipeline_parallel, or set first_pipeline_stage_language_layers for an uneven split",
+            )
+        elif not first < layers:
+            raise ValueError(
+                f"ParallelConfig.first_pipeline_stage_language_layers={first} must be below the LLM's {layers} layers, "
+                "so that the other pipeline stages get some"
             )
         elif (layers - first) % (pp - 1):
             raise ValueError(
@@ -264,85 +237,60 @@ class VLModelConfig:
                 f"split evenly over the remaining {pp - 1} pipeline stages; change either number"
             )
 
-    def layers_per_pipeline_stage(self, pipeline_parallel: int) -> list[int]:
-        """LLM layers on each pipeline stage, first stage first."""
+    def layers_per_pipeline_stage(self, parallel: ParallelConfig) -> list[int]:
+        """LLM layers on each pipeline stage of ``parallel``, first stage first."""
         layers = self.language.num_layers
-        first = self.first_pipeline_stage_language_layers
-        if pipeline_parallel == 1:
+        pp = parallel.pipeline_parallel
+        first = parallel.first_pipeline_stage_language_layers
+        if pp == 1:
             return [layers]
         if first is None:
-            return [layers // pipeline_parallel] * pipeline_parallel
-        return [first] + [(layers - first) // (pipeline_parallel - 1)] * (pipeline_parallel - 1)
+            return [layers // pp] * pp
+        return [first] + [(layers - first) // (pp - 1)] * (pp - 1)
 
 
 def mimo_vl_7b(*, image_token_id: int, **overrides) -> VLModelConfig:
     """MiMo-VL-7B: Qwen2.5-ViT (32 layers, 1280 wide), the 2x2 patch merger, and MiMo-7B (36 layers, 4096 wide).
 
     ``image_token_id`` comes from the tokenizer (151655 in the Qwen2 tokenizer); ``overrides`` set other
-    ``VLModelConfig`` fields (e.g. ``dtype``, ``first_pipeline_stage_language_layers``).
+    ``VLModelConfig`` fields (e.g. ``dtype``). Fields not named here keep Qwen2.5-VL's defaults.
     """
     vision = VisionConfig(
-        num_layers=32,
-        hidden_size=1280,
-        num_attention_heads=16,
-        ffn_hidden_size=3420,
-        full_attention_layers=(7, 15, 23, 31),
-        patch_size=14,
-        temporal_patch_size=2,
-        spatial_merge_size=2,
-        window_size=112,
-        rope_theta=10000.0,
-        norm_eps=1e-6,
+        num_layers=32, hidden_size=1280, num_attention_heads=16, ffn_hidden_size=3420, full_attention_layers=(7, 15, 23, 31)
     )
     language = LanguageConfig(
-        num_layers=36,
-        hidden_size=4096,
-        num_attention_heads=32,
-        num_query_groups=8,
-        ffn_hidden_size=11008,
-        vocab_size=151680,
-        mrope_section=(16, 24, 24),
-        rope_theta=640000.0,
-        max_position_embeddings=32768,
-        norm_eps=1e-5,
+        num_layers=36, hidden_size=4096, num_attention_heads=32, num_query_groups=8, ffn_hidden_size=11008,
+        vocab_size=151680, mrope_section=(16, 24, 24), rope_theta=640000.0, norm_eps=1e-5,
     )
-    projector = ProjectorConfig(ffn_hidden_size=vision.merged_hidden_size, norm_eps=1e-6)
-    return VLModelConfig(
-        vision=vision, projector=projector, language=language, image_token_id=image_token_id, **overrides
-    )
+    return _compose(vision, language, image_token_id=image_token_id, **overrides)
 
 
 def tiny(*, image_token_id: int, **overrides) -> VLModelConfig:
-    """The 7B structure (windowed + full ViT layers, GQA, M-RoPE, qkv bias) at a size that runs in seconds on CPU.
+    """``mimo_vl_7b`` at a size that runs in seconds on CPU: only the sizes differ (windowed and full ViT layers,
+    GQA, M-RoPE, qkv bias, rotary bases and norms are the 7B's). vocab_size 4096 holds the demo tokenizer."""
+    full = mimo_vl_7b(image_token_id=0)
+    vision = dataclasses.replace(
+        full.vision, num_layers=4, hidden_size=64, num_attention_heads=4, ffn_hidden_size=96, full_attention_layers=(1, 3)
+    )
+    language = dataclasses.replace(
+        full.language, num_layers=4, hidden_size=64, num_attention_heads=4, num_query_groups=2, ffn_hidden_size=128,
+        vocab_size=4096, mrope_section=(2, 3, 3),
+    )
+    return _compose(vision, language, image_token_id=image_token_id, **overrides)
 
-    vocab_size 4096 holds the demo tokenizer. ``image_token_id`` comes from the tokenizer.
-    """
-    vision = VisionConfig(
-        num_layers=4,
-        hidden_size=64,
-        num_attention_heads=4,
-        ffn_hidden_size=96,
-        full_attention_layers=(1, 3),
-        patch_size=14,
-        temporal_patch_size=2,
-        spatial_merge_size=2,
-        window_size=112,
-        rope_theta=10000.0,
-        norm_eps=1e-6,
-    )
-    language = LanguageConfig(
-        num_layers=4,
-        hidden_size=64,
-        num_attention_heads=4,
-        num_query_groups=2,
-        ffn_hidden_size=128,
-        vocab_size=4096,
-        mrope_section=(2, 3, 3),
-        rope_theta=640000.0,
-        max_position_embeddings=32768,
-        norm_eps=1e-5,
-    )
-    projector = ProjectorConfig(ffn_hidden_size=vision.merged_hidden_size, norm_eps=1e-6)
-    return VLModelConfig(
-        vision=vision, projector=projector, language=language, image_token_id=image_token_id, **overrides
-    )
+
+def _compose(vision: VisionConfig, language: LanguageConfig, **fields) -> VLModelConfig:
+    """The whole model around ``vision`` and ``language``, with HF's merger (as wide as its concatenated input)."""
+    projector = ProjectorConfig(ffn_hidden_size=vision.merged_hidden_size)
+    return VLModelConfig(vision=vision, projector=projector, language=language, **fields)
+
+
+PRESETS: dict[str, Callable[..., VLModelConfig]] = {"tiny": tiny, "mimo_vl_7b": mimo_vl_7b}
+"""Every model preset by name: ``PRESETS[name](image_token_id=..., **VLModelConfig overrides)``."""
+
+
+def model_preset(name: str, *, image_token_id: int, **overrides) -> VLModelConfig:
+    """The preset ``name`` for a tokenizer whose ``<|image_pad|>`` is ``image_token_id``."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}: choose one of {sorted(PRESETS)}")
+    return PRESETS[name](image_token_id=image_token_id, **overrides)

@@ -1,8 +1,10 @@
-"""The parallel layout of a run: how the world is split into TP x CP x DP x PP."""
+"""The parallel layout of a run: how the world is split into TP x CP x DP x PP, and how the pipeline is cut."""
 
 from __future__ import annotations
 
 import dataclasses
+
+from megatron_vl.config.validation import positive_int
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -17,12 +19,14 @@ class ParallelConfig:
     """Ranks that split one sequence (megatron's CP). Reserved: only 1 is supported so far."""
     sequence_parallel: bool = False
     """Shard activations outside attention/MLP along the sequence over the TP group (needs TP > 1)."""
+    first_pipeline_stage_language_layers: int | None = None
+    """With PP > 1: LLM layers on the first stage, which also holds the ViT and projector (None: an even split)."""
 
     def __post_init__(self) -> None:
         for name in ("tensor_parallel", "pipeline_parallel", "context_parallel"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"ParallelConfig.{name} must be a positive integer, got {value!r}")
+            positive_int("ParallelConfig", name, getattr(self, name))
+        if not isinstance(self.sequence_parallel, bool):
+            raise ValueError(f"ParallelConfig.sequence_parallel must be true or false, got {self.sequence_parallel!r}")
         if self.context_parallel != 1:
             raise ValueError(
                 f"ParallelConfig.context_parallel={self.context_parallel}: context parallelism is not "
@@ -32,6 +36,13 @@ class ParallelConfig:
             raise ValueError(
                 "ParallelConfig.sequence_parallel needs tensor_parallel > 1 (it shards over the TP group); "
                 "set sequence_parallel=False or raise tensor_parallel"
+            )
+        positive_int("ParallelConfig", "first_pipeline_stage_language_layers", self.first_pipeline_stage_language_layers,
+                     optional=True)
+        if self.first_pipeline_stage_language_layers is not None and self.pipeline_parallel == 1:
+            raise ValueError(
+                "ParallelConfig.first_pipeline_stage_language_layers is set but pipeline_parallel is 1; "
+                "unset it or raise pipeline_parallel"
             )
 
     @property

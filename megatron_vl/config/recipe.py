@@ -17,6 +17,7 @@ import os
 import re
 from pathlib import Path
 
+from megatron_vl.config.model import PRESETS
 from megatron_vl.config.parallel import ParallelConfig
 from megatron_vl.config.training import (
     PRECISIONS,
@@ -28,9 +29,16 @@ from megatron_vl.config.training import (
     RecomputeSettings,
     TrainedModules,
 )
+from megatron_vl.config.validation import (
+    batch_sizes,
+    blend_weight,
+    distinct_blend,
+    non_negative_int,
+    one_of,
+    positive_int,
+)
 from megatron_vl.data.images import ImageSettings
 
-MODEL_PRESETS = ("tiny", "mimo_vl_7b")
 STAGES = ("stage1_projector", "stage2_vit", "stage3_multimodal", "stage4_32k")
 EVAL_DATASET = "eval"
 FROM_HF = "from_hf"
@@ -58,10 +66,7 @@ class BlendComponent:
     def __post_init__(self) -> None:
         if not isinstance(self.kind, str) or not _NAME.fullmatch(self.kind):
             raise ValueError(f"BlendComponent.kind={self.kind!r} must be a folder name such as 'caption'")
-        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not (
-            math.isfinite(self.weight) and self.weight > 0
-        ):
-            raise ValueError(f"BlendComponent {self.kind}: weight must be a positive number, got {self.weight!r}")
+        blend_weight("BlendComponent", self.kind, self.weight)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -71,7 +76,7 @@ class StageRecipe:
     name: str
     """The stage's name; its checkpoints go to ``CHECKPOINT_ROOT/<name>``."""
     model: str
-    """Model preset: ``tiny`` or ``mimo_vl_7b``."""
+    """Model preset, a name in ``megatron_vl.config.model.PRESETS`` (``tiny``, ``mimo_vl_7b``)."""
     trains: TrainedModules
     """Which parts train, at which peak LR; the others are frozen."""
     blend: tuple[BlendComponent, ...]
@@ -89,9 +94,7 @@ class StageRecipe:
     (``CHECKPOINT_ROOT/from_hf``, written by ``checkpoints_tools.from_hf``), an absolute checkpoint
     directory, or None for random weights. Only model weights are taken; a resumed stage ignores it."""
     parallel: ParallelConfig
-    """Tensor / pipeline / sequence parallel layout; data parallelism takes the remaining ranks."""
-    first_pipeline_stage_language_layers: int | None = None
-    """With pipeline parallelism: LLM layers beside the ViT on the first stage (None: even split)."""
+    """Tensor / pipeline / sequence parallel layout and the pipeline split; data parallelism takes the remaining ranks."""
     precision: str = "auto"
     """``bf16`` (megatron mixed precision, fp32 main params), ``fp32``, or ``auto``: bf16 on GPU, fp32 on CPU."""
     optimizer: OptimizerSettings = OptimizerSettings()
@@ -116,37 +119,27 @@ class StageRecipe:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise ValueError(f"StageRecipe.name={self.name!r} must be a folder name such as 'stage1_projector'")
-        if self.model not in MODEL_PRESETS:
-            raise ValueError(f"StageRecipe.model={self.model!r}: choose one of {MODEL_PRESETS}")
+        owner = f"StageRecipe {self.name}"
+        one_of(owner, "model", self.model, PRESETS)
         blend = tuple(
             component if isinstance(component, BlendComponent) else BlendComponent(kind=component[0], weight=component[1])
             for component in self.blend
         )
         object.__setattr__(self, "blend", blend)
         kinds = [component.kind for component in blend]
-        if not kinds:
-            raise ValueError(f"StageRecipe {self.name}: the blend is empty; give at least one (kind, weight)")
-        if len(set(kinds)) != len(kinds) or EVAL_DATASET in kinds:
-            raise ValueError(
-                f"StageRecipe {self.name}: blend kinds {kinds} must be distinct and must not include the held-out "
-                f"'{EVAL_DATASET}' set"
-            )
-        for name in ("seq_len", "global_batch_size", "micro_batch_size", "train_tokens", "num_workers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "num_workers" else 1):
-                raise ValueError(f"StageRecipe {self.name}: {name} must be a positive integer, got {value!r}")
-        if self.global_batch_size % self.micro_batch_size:
-            raise ValueError(
-                f"StageRecipe {self.name}: global_batch_size={self.global_batch_size} is not a multiple of "
-                f"micro_batch_size={self.micro_batch_size}"
-            )
+        distinct_blend(owner, kinds)
+        if EVAL_DATASET in kinds:
+            raise ValueError(f"{owner}: the blend must not include the held-out '{EVAL_DATASET}' set")
+        positive_int(owner, "seq_len", self.seq_len)
+        positive_int(owner, "train_tokens", self.train_tokens)
+        non_negative_int(owner, "num_workers", self.num_workers)
+        batch_sizes(owner, self.global_batch_size, self.micro_batch_size)
         if self.train_iterations < 2:
             raise ValueError(
-                f"StageRecipe {self.name}: train_tokens={self.train_tokens} is less than two steps of "
-                f"global_batch_size x seq_len = {self.tokens_per_iteration} tokens; raise train_tokens"
+                f"{owner}: train_tokens={self.train_tokens} is less than two steps of global_batch_size x seq_len "
+                f"= {self.tokens_per_iteration} tokens each; raise train_tokens to at least {2 * self.tokens_per_iteration}"
             )
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"StageRecipe {self.name}: precision={self.precision!r}: choose one of {PRECISIONS}")
+        one_of(owner, "precision", self.precision, PRECISIONS)
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
             raise ValueError(f"StageRecipe {self.name}: init_from must be a stage name, 'from_hf', a path or None")
         if self.init_from == self.name:
@@ -186,8 +179,8 @@ def load_recipe(recipe: str, model: str) -> StageRecipe:
             ) from None
     if not callable(getattr(module, "recipe", None)):
         raise ValueError(f"recipe module {module.__name__} has no function recipe(model) returning a StageRecipe")
-    if model not in MODEL_PRESETS:
-        raise ValueError(f"--model {model!r}: choose one of {MODEL_PRESETS}")
+    if model not in PRESETS:
+        raise ValueError(f"--model {model!r}: choose one of {sorted(PRESETS)}")
     result = module.recipe(model)
     if not isinstance(result, StageRecipe):
         raise ValueError(f"{module.__name__}.recipe({model!r}) returned {type(result).__name__}, not a StageRecipe")

@@ -4,23 +4,12 @@ checkpointing, logging and evaluation. A stage recipe (``megatron_vl.config.reci
 from __future__ import annotations
 
 import dataclasses
-import math
+
+from megatron_vl.config.validation import fraction, non_negative_number, one_of, positive_int, positive_number
 
 MODULES = ("vision", "projector", "language")
 PRECISIONS = ("auto", "bf16", "fp32")
 OPTIMIZER_CHECKPOINT_FORMATS = ("fully_reshardable", "dp_reshardable")
-
-
-def _positive_int(owner: str, name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}.{name} must be a positive integer, got {value!r}")
-
-
-def _fraction(owner: str, name: str, value, *, upper_open: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or value > 1 or (upper_open and value == 1):
-        interval = "[0, 1)" if upper_open else "[0, 1]"
-        raise ValueError(f"{owner}.{name} must be a number in {interval}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -75,19 +64,12 @@ class OptimizerSettings:
     gathered over DP when saving) or ``dp_reshardable`` (faster; resumes only at the same TP and PP)."""
 
     def __post_init__(self) -> None:
-        for name in ("weight_decay", "clip_grad"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-                raise ValueError(f"OptimizerSettings.{name} must be a number >= 0, got {value!r}")
-        _fraction("OptimizerSettings", "adam_beta1", self.adam_beta1, upper_open=True)
-        _fraction("OptimizerSettings", "adam_beta2", self.adam_beta2, upper_open=True)
-        if not isinstance(self.adam_eps, (int, float)) or not self.adam_eps > 0:
-            raise ValueError(f"OptimizerSettings.adam_eps must be positive, got {self.adam_eps!r}")
-        if self.checkpoint_format not in OPTIMIZER_CHECKPOINT_FORMATS:
-            raise ValueError(
-                f"OptimizerSettings.checkpoint_format={self.checkpoint_format!r}: choose one of "
-                f"{OPTIMIZER_CHECKPOINT_FORMATS}"
-            )
+        non_negative_number("OptimizerSettings", "weight_decay", self.weight_decay)
+        non_negative_number("OptimizerSettings", "clip_grad", self.clip_grad)
+        fraction("OptimizerSettings", "adam_beta1", self.adam_beta1, upper_open=True)
+        fraction("OptimizerSettings", "adam_beta2", self.adam_beta2, upper_open=True)
+        positive_number("OptimizerSettings", "adam_eps", self.adam_eps)
+        one_of("OptimizerSettings", "checkpoint_format", self.checkpoint_format, OPTIMIZER_CHECKPOINT_FORMATS)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -102,10 +84,9 @@ class LRSchedule:
     """The cosine floor, as a fraction of each module's peak LR."""
 
     def __post_init__(self) -> None:
-        if self.style not in ("cosine", "constant"):
-            raise ValueError(f"LRSchedule.style={self.style!r}: choose 'cosine' or 'constant'")
-        _fraction("LRSchedule", "warmup_fraction", self.warmup_fraction, upper_open=True)
-        _fraction("LRSchedule", "min_lr_ratio", self.min_lr_ratio)
+        one_of("LRSchedule", "style", self.style, ("cosine", "constant"))
+        fraction("LRSchedule", "warmup_fraction", self.warmup_fraction, upper_open=True)
+        fraction("LRSchedule", "min_lr_ratio", self.min_lr_ratio)
 
     def warmup_iterations(self, train_iterations: int) -> int:
         return min(int(self.warmup_fraction * train_iterations), train_iterations - 1)
@@ -124,9 +105,8 @@ class RecomputeSettings:
     """megatron's ``recompute_num_layers``."""
 
     def __post_init__(self) -> None:
-        if self.method not in ("uniform", "block"):
-            raise ValueError(f"RecomputeSettings.method={self.method!r}: choose 'uniform' or 'block'")
-        _positive_int("RecomputeSettings", "num_layers", self.num_layers)
+        one_of("RecomputeSettings", "method", self.method, ("uniform", "block"))
+        positive_int("RecomputeSettings", "num_layers", self.num_layers)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -141,9 +121,8 @@ class CheckpointSettings:
     """Write checkpoints in the background (megatron's async dist-checkpointing) while training goes on."""
 
     def __post_init__(self) -> None:
-        _positive_int("CheckpointSettings", "save_every", self.save_every)
-        if self.keep_last is not None:
-            _positive_int("CheckpointSettings", "keep_last", self.keep_last)
+        positive_int("CheckpointSettings", "save_every", self.save_every)
+        positive_int("CheckpointSettings", "keep_last", self.keep_last, optional=True)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -152,13 +131,14 @@ class LoggingSettings:
 
     log_every: int = 10
     """Print a line and write TensorBoard scalars every this many iterations."""
-    peak_flops: float = 989e12
-    """Peak FLOP/s of one accelerator, the MFU denominator (989e12: H100 SXM dense bf16)."""
+    peak_flops: float | None = None
+    """Peak FLOP/s of one accelerator, the MFU denominator; None: the platform's dense bf16 peak where the GPU is one
+    we know (H100 / H200 989e12, A100 312e12, ...), else no MFU is reported (e.g. on CPU)."""
     profile_steps: tuple[int, int] | None = None
     """Record steps (first, last) with ``torch.profiler`` into ``LOG_DIR/profile_rank<R>.json``; None: off."""
 
     def __post_init__(self) -> None:
-        _positive_int("LoggingSettings", "log_every", self.log_every)
+        positive_int("LoggingSettings", "log_every", self.log_every)
         if self.profile_steps is not None:
             steps = tuple(self.profile_steps)
             if len(steps) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps) or steps[0] > steps[1]:
@@ -167,8 +147,8 @@ class LoggingSettings:
                     "1 <= first <= last, e.g. [20, 22]"
                 )
             object.__setattr__(self, "profile_steps", steps)
-        if not isinstance(self.peak_flops, (int, float)) or not self.peak_flops > 0:
-            raise ValueError(f"LoggingSettings.peak_flops must be positive FLOP/s, got {self.peak_flops!r}")
+        if self.peak_flops is not None:
+            positive_number("LoggingSettings", "peak_flops", self.peak_flops)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -181,7 +161,5 @@ class EvalSettings:
     """Sequences of the held-out set to evaluate on; None: all of them."""
 
     def __post_init__(self) -> None:
-        if self.every is not None:
-            _positive_int("EvalSettings", "every", self.every)
-        if self.samples is not None:
-            _positive_int("EvalSettings", "samples", self.samples)
+        positive_int("EvalSettings", "every", self.every, optional=True)
+        positive_int("EvalSettings", "samples", self.samples, optional=True)

@@ -7,7 +7,7 @@ the field. Booleans are never numbers here: ``True`` is not a positive integer.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 
 def _is_int(value) -> bool:
@@ -65,17 +65,22 @@ def divisible(what: str, value: int, divisor: int, divisor_name: str, fix: str) 
         raise ValueError(f"{what}={value} is not divisible by {divisor_name}={divisor}; {fix}")
 
 
-def blend_weights(owner: str, weights: Mapping[str, object]) -> None:
-    """The weights of a blend, by dataset name: each positive and finite, so they sum to a positive total
-    that normalises them. A dataset that should not be read is left out, not given weight 0."""
-    if not weights:
+def blend_weight(owner: str, dataset: str, weight) -> None:
+    """One dataset's weight in a blend: positive and finite (weights are normalised over the blend)."""
+    if not _is_number(weight) or weight <= 0:
+        raise ValueError(
+            f"{owner}: the weight of {dataset} must be a positive finite number, got {weight!r}; leave a dataset "
+            "out of the blend instead of giving it weight 0"
+        )
+
+
+def distinct_blend(owner: str, datasets: list[str]) -> None:
+    """A blend names at least one dataset, each once."""
+    if not datasets:
         raise ValueError(f"{owner}: the blend is empty; give at least one dataset and its weight")
-    for dataset, weight in weights.items():
-        if not _is_number(weight) or weight <= 0:
-            raise ValueError(
-                f"{owner}: the weight of {dataset} must be a positive finite number, got {weight!r}; leave a "
-                "dataset out of the blend instead of giving it weight 0"
-            )
+    repeated = sorted({dataset for dataset in datasets if datasets.count(dataset) > 1})
+    if repeated:
+        raise ValueError(f"{owner}: the blend lists {repeated} more than once; give each dataset once with its total weight")
 
 
 def batch_sizes(owner: str, global_batch_size, micro_batch_size) -> None:

@@ -1,7 +1,7 @@
 """Checkpoints written the way training writes them, by megatron-core's own ``dist_checkpointing.save``.
 
 ``save_layouts`` runs in each of 4 gloo ranks: for every (TP, PP) asked for it builds ``VLModel`` at that layout
-with the same full weights, saves ``{"model": model.sharded_state_dict()}`` per ``checkpoint_layout`` (partial
+with the same full weights, saves ``{"model": model.sharded_state_dict()}`` per ``checkpoint_files`` (partial
 directory, rename, latest marker), and returns the logits of a document from the last pipeline stage.
 It also loads given checkpoints into a fresh model at TP=2, PP=2 and returns its parameters as full tensors.
 """
@@ -20,23 +20,24 @@ from tests.models.vl_batches import build_model
 def _save(model, config, parallel, root: str, iteration: int, tokenizer_path: str, image_settings) -> None:
     from megatron.core import dist_checkpointing
 
+    from megatron_vl.files import publish_directory
     from megatron_vl.tokenizer import load_tokenizer
-    from megatron_vl.training import checkpoint_layout as layout
+    from megatron_vl.training import checkpoint_files
 
-    partial = layout.partial_dir(root, iteration)
+    partial = checkpoint_files.partial_dir(root, iteration)
     if dist.get_rank() == 0:
         partial.mkdir(parents=True)
     dist.barrier()
     dist_checkpointing.save({"model": model.sharded_state_dict()}, str(partial))
     if dist.get_rank() == 0:
         tokenizer = load_tokenizer(tokenizer_path)
-        tokenizer.save_hf(str(partial / layout.TOKENIZER_DIR))
-        layout.write_run_record(partial, layout.run_record(
+        tokenizer.save_hf(str(partial / checkpoint_files.TOKENIZER_DIR))
+        checkpoint_files.write_run_record(partial, checkpoint_files.run_record(
             model=config, parallel=parallel, iteration=iteration, image_settings=image_settings,
             tokenizer_fingerprint=tokenizer.fingerprint, written_by="training",
         ))
-        os.replace(partial, layout.iteration_dir(root, iteration))
-        layout.write_latest_iteration(root, iteration)
+        publish_directory(partial, checkpoint_files.iteration_dir(root, iteration))
+        checkpoint_files.write_latest_iteration(root, iteration)
     dist.barrier()
 
 
@@ -55,18 +56,15 @@ def save_layouts(config, full_state_dict, document, layouts, root, tokenizer_pat
     from megatron.core import dist_checkpointing
 
     from megatron_vl.config.parallel import ParallelConfig
-    from megatron_vl.runtime import initialize_model_parallel, set_seed
+    from megatron_vl.runtime.model_parallel import initialize_model_parallel, set_seed
 
     result = {"logits": {}, "loaded": {}}
     for tp, pp, first_stage_layers in layouts:
-        import dataclasses
-
-        layout_config = dataclasses.replace(config, first_pipeline_stage_language_layers=first_stage_layers)
-        parallel = ParallelConfig(tensor_parallel=tp, pipeline_parallel=pp)
+        parallel = ParallelConfig(tensor_parallel=tp, pipeline_parallel=pp, first_pipeline_stage_language_layers=first_stage_layers)
         pgs = initialize_model_parallel(parallel)
         set_seed(0, pgs)
-        model = build_model(layout_config, parallel, pgs, full_state_dict).eval()
-        _save(model, layout_config, parallel, os.path.join(root, f"tp{tp}_pp{pp}"), 1, tokenizer_path, image_settings)
+        model = build_model(config, parallel, pgs, full_state_dict).eval()
+        _save(model, config, parallel, os.path.join(root, f"tp{tp}_pp{pp}"), 1, tokenizer_path, image_settings)
         result["logits"][(tp, pp)] = _logits(model, pgs, document)
     parallel = ParallelConfig(tensor_parallel=2, pipeline_parallel=2)
     pgs = initialize_model_parallel(parallel)

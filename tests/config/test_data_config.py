@@ -35,12 +35,13 @@ def test_data_parallel_split_of_the_global_batch():
     assert config().micro_batches_per_step(4) == 2
     with pytest.raises(ValueError, match=r"not divisible by data-parallel size 3 x micro_batch_size 2 = 6"):
         config().micro_batches_per_step(3)
-    with pytest.raises(ValueError, match="not a multiple of micro_batch_size=3"):
+    with pytest.raises(ValueError, match="global_batch_size=16 is not divisible by micro_batch_size=3"):
         config(micro_batch_size=3)
 
 
 @pytest.mark.parametrize("overrides, message", [
     (dict(seq_len=0), "seq_len must be a positive integer"),
+    (dict(global_batch_size=True), "global_batch_size must be a positive integer, got True"),
     (dict(num_workers=-1), "num_workers"),
     (dict(max_corrupt_fraction=1.0), "max_corrupt_fraction"),
     (dict(eval_samples=10), "eval_path is not"),

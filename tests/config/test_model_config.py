@@ -4,7 +4,15 @@ import dataclasses
 
 import pytest
 
-from megatron_vl.config.model import LanguageConfig, VisionConfig, VLModelConfig, mimo_vl_7b, tiny
+from megatron_vl.config.model import (
+    PRESETS,
+    LanguageConfig,
+    VisionConfig,
+    VLModelConfig,
+    mimo_vl_7b,
+    model_preset,
+    tiny,
+)
 from megatron_vl.config.parallel import ParallelConfig
 
 TINY = tiny(image_token_id=5)
@@ -31,30 +39,53 @@ def test_tiny_keeps_the_7b_structure():
     assert sum(language.mrope_section) == language.head_dim // 2
     assert language.vocab_size == 4096
     TINY.validate_parallel(ParallelConfig(tensor_parallel=2, sequence_parallel=True))
-    dataclasses.replace(TINY, first_pipeline_stage_language_layers=1).validate_parallel(ParallelConfig(pipeline_parallel=2))
+    TINY.validate_parallel(ParallelConfig(pipeline_parallel=2, first_pipeline_stage_language_layers=1))
+
+
+SIZES = {
+    "vision": ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size", "full_attention_layers"),
+    "language": ("num_layers", "hidden_size", "num_attention_heads", "num_query_groups", "ffn_hidden_size",
+                 "vocab_size", "mrope_section"),
+}
+
+
+def test_tiny_differs_from_the_7b_only_in_sizes():
+    full = mimo_vl_7b(image_token_id=5)
+    for part, sizes in SIZES.items():
+        ours, theirs = dataclasses.asdict(getattr(TINY, part)), dataclasses.asdict(getattr(full, part))
+        assert {name for name in ours if ours[name] != theirs[name]} == set(sizes), part
+    assert TINY.projector.ffn_hidden_size == TINY.vision.merged_hidden_size
+    assert (TINY.projector.norm_eps, TINY.dtype, TINY.init_method_std) == (full.projector.norm_eps, full.dtype, full.init_method_std)
+
+
+def test_the_registry_builds_every_preset():
+    assert set(PRESETS) == {"tiny", "mimo_vl_7b"}
+    assert model_preset("tiny", image_token_id=5, dtype="bfloat16") == dataclasses.replace(TINY, dtype="bfloat16")
+    with pytest.raises(ValueError, match=r"unknown model preset 'small': choose one of \['mimo_vl_7b', 'tiny'\]"):
+        model_preset("small", image_token_id=5)
 
 
 def test_uneven_pipeline_split_and_padded_vocab():
-    config = dataclasses.replace(TINY, first_pipeline_stage_language_layers=1)
-    assert config.layers_per_pipeline_stage(4) == [1, 1, 1, 1]
-    assert config.layers_per_pipeline_stage(2) == [1, 3]
-    assert TINY.layers_per_pipeline_stage(2) == [2, 2]
+    uneven = ParallelConfig(pipeline_parallel=2, first_pipeline_stage_language_layers=1)
+    assert TINY.layers_per_pipeline_stage(ParallelConfig(pipeline_parallel=4, first_pipeline_stage_language_layers=1)) == [1, 1, 1, 1]
+    assert TINY.layers_per_pipeline_stage(uneven) == [1, 3]
+    assert TINY.layers_per_pipeline_stage(ParallelConfig(pipeline_parallel=2)) == [2, 2]
     assert dataclasses.replace(TINY.language, vocab_size=4095).padded_vocab_size(2) == 4096
 
 
 @pytest.mark.parametrize(
-    "parallel, overrides, message",
+    "parallel, message",
     [
-        (dict(tensor_parallel=3), {}, "vision.num_attention_heads=4 is not divisible by ParallelConfig.tensor_parallel=3"),
-        (dict(tensor_parallel=4), {}, "language.num_query_groups=2 is not divisible by ParallelConfig.tensor_parallel=4"),
-        (dict(pipeline_parallel=3), {}, "language.num_layers=4 is not divisible by ParallelConfig.pipeline_parallel=3"),
-        (dict(pipeline_parallel=3), dict(first_pipeline_stage_language_layers=1), "do not split evenly"),
-        (dict(), dict(first_pipeline_stage_language_layers=2), "pipeline_parallel is 1"),
+        (dict(tensor_parallel=3), "vision.num_attention_heads=4 is not divisible by ParallelConfig.tensor_parallel=3"),
+        (dict(tensor_parallel=4), "language.num_query_groups=2 is not divisible by ParallelConfig.tensor_parallel=4"),
+        (dict(pipeline_parallel=3), "language.num_layers=4 is not divisible by ParallelConfig.pipeline_parallel=3"),
+        (dict(pipeline_parallel=3, first_pipeline_stage_language_layers=1), "do not split evenly"),
+        (dict(pipeline_parallel=2, first_pipeline_stage_language_layers=4), "must be below the LLM's 4 layers"),
     ],
 )
-def test_parallel_layout_errors(parallel, overrides, message):
+def test_parallel_layout_errors(parallel, message):
     with pytest.raises(ValueError, match=message):
-        dataclasses.replace(TINY, **overrides).validate_parallel(ParallelConfig(**parallel))
+        TINY.validate_parallel(ParallelConfig(**parallel))
 
 
 def test_7b_vit_mlp_is_not_divisible_by_tp8():
@@ -88,8 +119,8 @@ def test_part_config_errors(part, overrides, message):
     [
         (dict(image_token_id=4096), "image_token_id=4096 is not a token id below vocab_size 4096"),
         (dict(dtype="float16"), "dtype='float16'"),
-        (dict(first_pipeline_stage_language_layers=4), "must be between 1 and 3"),
-        (dict(init_method_std=0.0), "init_method_std must be positive"),
+        (dict(image_token_id=True), "image_token_id=True is not a token id"),
+        (dict(init_method_std=0.0), "init_method_std must be a positive finite number"),
     ],
 )
 def test_model_config_errors(overrides, message):

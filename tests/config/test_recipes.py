@@ -11,6 +11,7 @@ from megatron_vl.config.overrides import apply_overrides
 from megatron_vl.config.parallel import ParallelConfig
 from megatron_vl.config.recipe import STAGES, BlendComponent, StageRecipe, load_recipe, packed_dataset_dir
 from megatron_vl.config.training import LRSchedule, OptimizerSettings, TrainedModules
+from megatron_vl.runtime.platform import Platform
 from megatron_vl.training.run_config import RunPaths, resolve_run
 
 # stage: (vision LR, projector LR, language LR, seq_len, tokens, starts from)
@@ -21,6 +22,8 @@ DESIGN_7B = {
     "stage4_32k": (2.5e-5, 2.5e-5, 2.5e-5, 32768, 550e9, "stage3_multimodal"),
 }
 TOKENIZER = types.SimpleNamespace(image_pad_id=5, vocab_size=512, fingerprint="f" * 64)
+CPU = Platform(device="cpu", device_name="cpu", layer_backend="local")
+GPU = Platform(device="cuda", device_name="NVIDIA H200", layer_backend="transformer_engine", peak_flops=989e12)
 
 
 def _paths(tmp_path):
@@ -43,7 +46,7 @@ def test_7b_recipes_follow_the_design_table(stage):
 def test_recipes_resolve_to_the_packed_data_layout(stage, tmp_path):
     for model in ("tiny", "mimo_vl_7b"):
         recipe = load_recipe(stage, model)
-        run = resolve_run(recipe, _paths(tmp_path), TOKENIZER)
+        run = resolve_run(recipe, _paths(tmp_path), TOKENIZER, CPU)
         assert [entry.path for entry in run.data.blend] == [
             str(packed_dataset_dir(tmp_path / "data", recipe.seq_len, c.kind)) for c in recipe.blend
         ]
@@ -84,12 +87,13 @@ def _recipe(**changes):
 
 @pytest.mark.parametrize("changes, message", [
     (dict(blend=()), "blend is empty"),
-    (dict(blend=(("caption", 1), ("caption", 2))), "must be distinct"),
+    (dict(blend=(("caption", 1), ("caption", 2))), r"lists \['caption'\] more than once"),
     (dict(blend=(("eval", 1),)), "held-out"),
     (dict(blend=(("../up", 1),)), "folder name"),
-    (dict(blend=(("caption", 0),)), "positive"),
-    (dict(global_batch_size=6, micro_batch_size=4), "not a multiple"),
-    (dict(train_tokens=100), "less than two steps"),
+    (dict(blend=(("caption", 0),)), "weight of caption must be a positive finite number"),
+    (dict(global_batch_size=6, micro_batch_size=4), "global_batch_size=6 is not divisible by micro_batch_size=4"),
+    (dict(train_tokens=100), r"less than two steps .* = 8192 tokens each; raise train_tokens to at least 16384"),
+    (dict(num_workers=True), "num_workers must be an integer >= 0, got True"),
     (dict(precision="fp16"), "precision"),
     (dict(init_from="stage1_projector"), "names the stage itself"),
     (dict(model="llama"), "choose one of"),
@@ -107,6 +111,9 @@ def test_bad_recipes_are_refused(changes, message):
     (lambda: LRSchedule(warmup_fraction=1.0), "warmup_fraction"),
     (lambda: OptimizerSettings(checkpoint_format="zarr"), "checkpoint_format"),
     (lambda: OptimizerSettings(adam_beta2=1.0), "adam_beta2"),
+    (lambda: ParallelConfig(tensor_parallel=True), "tensor_parallel must be a positive integer, got True"),
+    (lambda: ParallelConfig(sequence_parallel=1), "sequence_parallel must be true or false"),
+    (lambda: ParallelConfig(pipeline_parallel=2, first_pipeline_stage_language_layers=0), "must be a positive integer or None"),
 ])
 def test_bad_training_settings_are_refused(build, message):
     with pytest.raises(ValueError, match=message):
@@ -115,12 +122,19 @@ def test_bad_training_settings_are_refused(build, message):
 
 def test_tokenizer_larger_than_the_model_vocabulary_is_refused(tmp_path):
     with pytest.raises(ValueError, match="train a smaller tokenizer"):
-        resolve_run(_recipe(), _paths(tmp_path), types.SimpleNamespace(image_pad_id=5, vocab_size=5000, fingerprint="f"))
+        resolve_run(_recipe(), _paths(tmp_path), types.SimpleNamespace(image_pad_id=5, vocab_size=5000, fingerprint="f"), CPU)
+
+
+def test_precision_auto_follows_the_platform(tmp_path):
+    assert resolve_run(_recipe(), _paths(tmp_path), TOKENIZER, CPU).bf16 is False
+    on_gpu = resolve_run(_recipe(), _paths(tmp_path), TOKENIZER, GPU)
+    assert on_gpu.bf16 is True and on_gpu.model.dtype == "bfloat16" and on_gpu.platform == GPU
+    assert resolve_run(_recipe(precision="fp32"), _paths(tmp_path), TOKENIZER, GPU).bf16 is False
 
 
 def test_layout_that_cannot_split_the_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match="tensor_parallel"):
-        resolve_run(_recipe(parallel=ParallelConfig(tensor_parallel=3)), _paths(tmp_path), TOKENIZER)
+        resolve_run(_recipe(parallel=ParallelConfig(tensor_parallel=3)), _paths(tmp_path), TOKENIZER, CPU)
 
 
 def test_overrides_parse_by_field_type():
@@ -141,6 +155,7 @@ def test_overrides_parse_by_field_type():
     ("seq_len.x=4", "is a value"),
     ("seq_len=abc", "expected int"),
     ("checkpoint.save_every=0", "save_every must be a positive integer"),
+    ("parallel.first_pipeline_stage_language_layers=2", "pipeline_parallel is 1"),
     ("blend=3", "JSON list"),
 ])
 def test_bad_overrides_are_refused(override, message):

@@ -8,7 +8,7 @@ from megatron_vl.config.serialization import config_from_dict, config_to_dict
 
 @pytest.mark.parametrize("preset", [tiny, mimo_vl_7b])
 def test_model_config_round_trips_through_json(preset):
-    config = preset(image_token_id=7, first_pipeline_stage_language_layers=1)
+    config = preset(image_token_id=7, dtype="bfloat16")
     restored = config_from_dict(VLModelConfig, json.loads(json.dumps(config_to_dict(config))))
     assert restored == config
     assert isinstance(restored.vision.full_attention_layers, tuple)

@@ -13,11 +13,11 @@ from tests.models.vl_batches import build_model, document, hf_model, micro_batch
 from tests.multirank import run_ranks
 
 SEQ, ROWS, MICRO_BATCHES = 32, 2, 4
-# (parallel layout, model config overrides); PP puts 1 of the 4 LLM layers beside the ViT on the first stage.
+# PP puts 1 of the 4 LLM layers beside the ViT on the first stage.
 LAYOUTS = {
-    "TP=2": (dict(tensor_parallel=2), {}),
-    "TP=2 SP": (dict(tensor_parallel=2, sequence_parallel=True), {}),
-    "PP=2": (dict(pipeline_parallel=2), dict(first_pipeline_stage_language_layers=1)),
+    "TP=2": dict(tensor_parallel=2),
+    "TP=2 SP": dict(tensor_parallel=2, sequence_parallel=True),
+    "PP=2": dict(pipeline_parallel=2, first_pipeline_stage_language_layers=1),
 }
 
 
@@ -38,7 +38,7 @@ def _loss_and_grads(config, parallel, full, batches) -> tuple[float | None, dict
     from megatron.core.pipeline_parallel.p2p_communication import P2PCommunicator
 
     from megatron_vl.models.sharding import gather_full_state_dict
-    from megatron_vl.runtime import initialize_model_parallel, set_seed
+    from megatron_vl.runtime.model_parallel import initialize_model_parallel, set_seed
 
     pgs = initialize_model_parallel(parallel)
     set_seed(0, pgs)
@@ -80,7 +80,7 @@ def _checkpoint_logits(config, full, batch, directory) -> tuple[torch.Tensor, to
     from megatron.core import dist_checkpointing
 
     from megatron_vl.config.parallel import ParallelConfig
-    from megatron_vl.runtime import initialize_model_parallel, set_seed
+    from megatron_vl.runtime.model_parallel import initialize_model_parallel, set_seed
 
     tp2 = ParallelConfig(tensor_parallel=2)
     saved = build_model(config, tp2, initialize_model_parallel(tp2), full)
@@ -106,8 +106,8 @@ def _all_layouts(checkpoint_dir) -> dict:
     full = from_hf(hf.state_dict(), config)
     batches = _micro_batches(hf)
     results = {"TP=1": _loss_and_grads(config, ParallelConfig(), full, batches)}
-    for name, (layout, overrides) in LAYOUTS.items():
-        results[name] = _loss_and_grads(tiny_config(**overrides), ParallelConfig(**layout), full, batches)
+    for name, layout in LAYOUTS.items():
+        results[name] = _loss_and_grads(tiny_config(), ParallelConfig(**layout), full, batches)
     results["checkpoint"] = _checkpoint_logits(config, full, batches[0], checkpoint_dir)
     return results
 

@@ -27,7 +27,7 @@ def recipe(model: str) -> StageRecipe:
         return StageRecipe(
             name="stage3_multimodal", model="tiny", trains=TrainedModules(vision_lr=1e-3, projector_lr=1e-3, language_lr=1e-3),
             blend=BLEND, seq_len=1024, global_batch_size=8, train_tokens=40 * 8 * 1024, init_from="stage2_vit",
-            parallel=ParallelConfig(pipeline_parallel=2), first_pipeline_stage_language_layers=1,
+            parallel=ParallelConfig(pipeline_parallel=2, first_pipeline_stage_language_layers=1),
             schedule=LRSchedule(warmup_fraction=0.1), checkpoint=CheckpointSettings(save_every=20, keep_last=2),
             logging=LoggingSettings(log_every=5), eval=EvalSettings(every=20, samples=4), num_workers=1,
         )

@@ -42,8 +42,10 @@ def recipe(model: str) -> StageRecipe:
     return StageRecipe(
         name="stage4_32k", model="mimo_vl_7b", trains=TrainedModules(vision_lr=2.5e-5, projector_lr=2.5e-5, language_lr=2.5e-5),
         blend=BLEND, seq_len=32768, global_batch_size=64, train_tokens=550 * 10**9, init_from="stage3_multimodal",
-        parallel=ParallelConfig(tensor_parallel=4, pipeline_parallel=2, sequence_parallel=True),
-        first_pipeline_stage_language_layers=16, schedule=LRSchedule(warmup_fraction=0.01),
+        parallel=ParallelConfig(
+            tensor_parallel=4, pipeline_parallel=2, sequence_parallel=True, first_pipeline_stage_language_layers=16
+        ),
+        schedule=LRSchedule(warmup_fraction=0.01),
         recompute=RecomputeSettings(enabled=True, method="uniform", num_layers=1),
         checkpoint=CheckpointSettings(save_every=500, keep_last=3), eval=EvalSettings(every=1000, samples=256),
     )
