@@ -15,7 +15,8 @@ import statistics
 import time
 
 import torch
-from tqdm import tqdm
+
+from megatron_vl.progress import track
 
 IMAGE, VISION_START, VISION_END, VIDEO = 5, 3, 4, 6
 
@@ -56,7 +57,7 @@ def _time_alternating(steps: dict, iterations: int) -> dict[str, tuple[list[floa
     """Run each step once to warm up, then ``iterations`` rounds of one step each, so that load changes on a
     shared machine hit both models alike. Returns each step's times and last loss."""
     results = {name: ([], step()) for name, step in steps.items()}
-    for _ in tqdm(range(iterations), desc="timed rounds"):
+    for _ in track(range(iterations), desc="timed rounds", unit="rounds"):
         for name, step in steps.items():
             start = time.perf_counter()
             loss = step()
@@ -82,22 +83,26 @@ def main() -> None:
 
     from megatron_vl.config.parallel import ParallelConfig
     from megatron_vl.models import VLModel
-    from megatron_vl.models.hf_mapping import from_hf, hf_config_dict
+    from megatron_vl.models.hf_config import to_hf_config
+    from megatron_vl.models.hf_mapping import from_hf
     from megatron_vl.models.sharding import load_full_state_dict
-    from megatron_vl.runtime import init_single_process, initialize_model_parallel, set_seed
+    from megatron_vl.runtime.distributed import init_single_process
+    from megatron_vl.runtime.model_parallel import initialize_model_parallel, set_seed
+    from megatron_vl.runtime.platform import detect_platform
 
-    init_single_process()
+    platform = detect_platform()
+    init_single_process(platform)
     parallel = ParallelConfig()
     pgs = initialize_model_parallel(parallel)
     set_seed(0, pgs)
     config = _config(args)
     dtype = getattr(torch, args.dtype)
     hf_config = Qwen2_5_VLConfig(
-        **hf_config_dict(config, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END, video_token_id=VIDEO)
+        **to_hf_config(config, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END, video_token_id=VIDEO)
     )
     hf_config._attn_implementation = args.attention
     hf = Qwen2_5_VLForConditionalGeneration(hf_config).to(dtype).train()
-    ours = VLModel(config, parallel=parallel, pg_collection=pgs).train()
+    ours = VLModel(config, parallel=parallel, pg_collection=pgs, platform=platform).train()
     load_full_state_dict(ours, from_hf(hf.state_dict(), config))
 
     ids, positions, pixel_values, grid = _batch(args, hf, torch.Generator().manual_seed(0))

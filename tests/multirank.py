@@ -28,9 +28,10 @@ def _rank_main(rank, world_size, port, fn, args, kwargs, results):
         import torch
 
         torch.set_num_threads(1)
-        from megatron_vl.runtime import init_distributed
+        from megatron_vl.runtime.distributed import init_distributed
+        from megatron_vl.runtime.platform import detect_platform
 
-        init_distributed()
+        init_distributed(detect_platform())
         # Tensors go back by value: a shared-memory handle dies with this process.
         buffer = io.BytesIO()
         torch.save(fn(*args, **kwargs), buffer)

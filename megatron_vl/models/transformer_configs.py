@@ -12,18 +12,17 @@ from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_vl.config.model import VLModelConfig
 from megatron_vl.config.parallel import ParallelConfig
+from megatron_vl.runtime.platform import Platform
 
 
-def _common(config: VLModelConfig, parallel: ParallelConfig) -> dict:
+def _common(config: VLModelConfig, parallel: ParallelConfig, platform: Platform) -> dict:
     dtype = getattr(torch, config.dtype)
     return dict(
         tensor_model_parallel_size=parallel.tensor_parallel,
         params_dtype=dtype,
         pipeline_dtype=dtype,
         bf16=dtype == torch.bfloat16,
-        # On a GPU megatron initialises each shard on the device with its TP RNG; on CPU it draws the full
-        # matrix and keeps this rank's slice.
-        use_cpu_initialization=not torch.cuda.is_available(),
+        use_cpu_initialization=platform.use_cpu_initialization,
         init_method_std=config.init_method_std,
         normalization="RMSNorm",
         hidden_dropout=0.0,
@@ -37,11 +36,11 @@ def _common(config: VLModelConfig, parallel: ParallelConfig) -> dict:
     )
 
 
-def vision_transformer_config(config: VLModelConfig, parallel: ParallelConfig) -> TransformerConfig:
+def vision_transformer_config(config: VLModelConfig, parallel: ParallelConfig, platform: Platform) -> TransformerConfig:
     """The ViT: MHA with qkv bias, SwiGLU with bias, never pipelined, SP as the run's layout says."""
     vision = config.vision
     return TransformerConfig(
-        **_common(config, parallel),
+        **_common(config, parallel, platform),
         num_layers=vision.num_layers,
         hidden_size=vision.hidden_size,
         num_attention_heads=vision.num_attention_heads,
@@ -58,10 +57,10 @@ def vision_transformer_config(config: VLModelConfig, parallel: ParallelConfig) -
     )
 
 
-def projector_transformer_config(config: VLModelConfig, parallel: ParallelConfig) -> TransformerConfig:
+def projector_transformer_config(config: VLModelConfig, parallel: ParallelConfig, platform: Platform) -> TransformerConfig:
     """The projector MLP: merged width -> ``ffn_hidden_size`` -> LLM width, GELU, with bias, no SP."""
     return TransformerConfig(
-        **_common(config, parallel),
+        **_common(config, parallel, platform),
         num_layers=1,
         hidden_size=config.language.hidden_size,
         num_attention_heads=config.vision.num_attention_heads,
@@ -75,14 +74,14 @@ def projector_transformer_config(config: VLModelConfig, parallel: ParallelConfig
     )
 
 
-def language_transformer_config(config: VLModelConfig, parallel: ParallelConfig) -> TransformerConfig:
+def language_transformer_config(config: VLModelConfig, parallel: ParallelConfig, platform: Platform) -> TransformerConfig:
     """The LLM: GQA with qkv bias (no other biases), SwiGLU, M-RoPE sections, pipelined over ``parallel``."""
     language = config.language
     pipeline = {}
-    if parallel.pipeline_parallel > 1 and config.first_pipeline_stage_language_layers is not None:
-        pipeline["num_layers_in_first_pipeline_stage"] = config.first_pipeline_stage_language_layers
+    if parallel.first_pipeline_stage_language_layers is not None:
+        pipeline["num_layers_in_first_pipeline_stage"] = parallel.first_pipeline_stage_language_layers
     return TransformerConfig(
-        **_common(config, parallel),
+        **_common(config, parallel, platform),
         **pipeline,
         num_layers=language.num_layers,
         hidden_size=language.hidden_size,

@@ -16,13 +16,14 @@ from megatron_vl.config.parallel import ParallelConfig
 from megatron_vl.models.language import build_language_model
 from megatron_vl.models.packed_attention import packed_seq_params
 from megatron_vl.models.projector import Projector
-from megatron_vl.models.specs import language_block_spec, norm_spec, projector_spec, vision_layer_spec
+from megatron_vl.models.specs import language_block_spec, layer_modules, projector_spec, vision_layer_spec
 from megatron_vl.models.transformer_configs import (
     language_transformer_config,
     projector_transformer_config,
     vision_transformer_config,
 )
 from megatron_vl.models.vision import VisionEncoder
+from megatron_vl.runtime.platform import Platform
 
 
 class VLModel(MegatronModule):
@@ -40,6 +41,9 @@ class VLModel(MegatronModule):
 
     Freeze parts with ``freeze`` before wrapping the model in megatron's DDP, so that frozen parameters
     get no gradient buffer and no optimizer state.
+
+    ``platform`` (``runtime.detect_platform()``, or the run config's) decides the layer backend and where
+    megatron initialises the weights.
     """
 
     def __init__(
@@ -48,6 +52,7 @@ class VLModel(MegatronModule):
         *,
         parallel: ParallelConfig,
         pg_collection: ProcessGroupCollection,
+        platform: Platform,
         pre_process: bool = True,
         post_process: bool = True,
     ) -> None:
@@ -57,7 +62,7 @@ class VLModel(MegatronModule):
                 f"pg_collection has TP={pg_collection.tp.size()} PP={pg_collection.pp.size()} but the ParallelConfig "
                 f"says TP={parallel.tensor_parallel} PP={parallel.pipeline_parallel}; build both from the same layout"
             )
-        language_config = language_transformer_config(config, parallel)
+        language_config = language_transformer_config(config, parallel, platform)
         super().__init__(config=language_config)
         self.model_config = config
         self.pg_collection = pg_collection
@@ -68,26 +73,34 @@ class VLModel(MegatronModule):
         self.model_type = ModelType.encoder_or_decoder
         self.share_embeddings_and_output_weights = False
         pp_rank = pg_collection.pp.rank()
-        self.language_layer_offset = sum(config.layers_per_pipeline_stage(parallel.pipeline_parallel)[:pp_rank])
+        self.language_layer_offset = sum(config.layers_per_pipeline_stage(parallel)[:pp_rank])
 
+        modules = layer_modules(platform.layer_backend)
         self.vision_model = None
         self.vision_projection = None
         if pre_process:
             self.vision_model = VisionEncoder(
-                config.vision, vision_transformer_config(config, parallel), vision_layer_spec(config.vision), pg_collection
+                config.vision,
+                vision_transformer_config(config, parallel, platform),
+                vision_layer_spec(modules, config.vision),
+                pg_collection,
             )
             self.vision_projection = Projector(
-                config, projector_transformer_config(config, parallel), norm_spec(), projector_spec(), pg_collection
+                config,
+                projector_transformer_config(config, parallel, platform),
+                modules.norm,
+                projector_spec(modules),
+                pg_collection,
             )
         self.language_model = build_language_model(
             config.language,
             language_config,
-            language_block_spec(language_config, pp_rank),
+            language_block_spec(modules, language_config, pp_rank),
             pg_collection,
             pre_process=pre_process,
             post_process=post_process,
         )
-        assert len(self.language_model.decoder.layers) == config.layers_per_pipeline_stage(parallel.pipeline_parallel)[pp_rank]
+        assert len(self.language_model.decoder.layers) == config.layers_per_pipeline_stage(parallel)[pp_rank]
         self._frozen = {"vision": False, "projector": False, "language": False}
 
     def freeze(self, *, vision: bool = False, projector: bool = False, language: bool = False) -> None:

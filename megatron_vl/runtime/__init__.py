@@ -1,21 +1,6 @@
-"""Process groups and the CPU emulation that lets megatron-core run without a GPU."""
+"""Where a run executes (``platform``), its process groups (``distributed``, ``model_parallel``), and the CPU
+emulation that lets megatron-core run without a GPU (``cpu_emulation``).
 
-from megatron_vl.runtime.distributed import (
-    LaunchEnv,
-    free_local_port,
-    init_distributed,
-    init_single_process,
-    read_launch_env,
-)
-from megatron_vl.runtime.model_parallel import destroy_model_parallel, initialize_model_parallel, set_seed
-
-__all__ = [
-    "LaunchEnv",
-    "destroy_model_parallel",
-    "free_local_port",
-    "init_distributed",
-    "init_single_process",
-    "initialize_model_parallel",
-    "read_launch_env",
-    "set_seed",
-]
+Import from the modules: ``platform`` is light (the training entry point reads it before torch is imported);
+the others import torch and megatron-core.
+"""

@@ -20,8 +20,9 @@ its model-parallel RNG tracker. On a machine without a GPU each of these fails.
   engine calls it with an empty torch-function mode stack, and megatron allocates
   CUDA buffers there (e.g. the reduce-scatter of sequence-parallel linears).
 
-It is switched on only when no GPU is present (``enable_if_no_gpu``) and is a
-no-op on GPU machines. It is process-global and idempotent.
+``runtime.init_distributed`` switches it on when the run's platform has no GPU
+(``Platform.cpu_emulation``); it is never switched on where a GPU is used. It is
+process-global and idempotent.
 """
 
 from __future__ import annotations
@@ -186,14 +187,3 @@ def enable() -> None:
         _MODE = _CudaToCpuMode()
         _MODE.__enter__()
         _ENABLED = True
-
-
-def is_enabled() -> bool:
-    return _ENABLED
-
-
-def enable_if_no_gpu() -> bool:
-    """Switch the emulation on when this machine has no usable GPU; return whether it is on."""
-    if not torch.cuda.is_available():
-        enable()
-    return _ENABLED

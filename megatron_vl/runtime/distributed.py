@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 
 from megatron_vl.runtime import cpu_emulation
+from megatron_vl.runtime.platform import Platform
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -107,8 +108,9 @@ def read_launch_env(env: dict | None = None) -> LaunchEnv:
     )
 
 
-def init_distributed(launch: LaunchEnv | None = None, *, timeout_minutes: int = 30) -> LaunchEnv:
-    """Initialise ``torch.distributed``: NCCL on GPUs, gloo with the CPU emulation otherwise."""
+def init_distributed(platform: Platform, launch: LaunchEnv | None = None, *, timeout_minutes: int = 30) -> LaunchEnv:
+    """Initialise ``torch.distributed`` for ``platform``: NCCL on GPUs (this rank's GPU selected), gloo with the
+    CPU emulation otherwise."""
     launch = launch or read_launch_env()
     if dist.is_initialized():
         if dist.get_rank() != launch.rank or dist.get_world_size() != launch.world_size:
@@ -117,13 +119,12 @@ def init_distributed(launch: LaunchEnv | None = None, *, timeout_minutes: int = 
                 f"{dist.get_world_size()}, but the launch environment says {launch.rank} of {launch.world_size}"
             )
         return launch
-    on_gpu = torch.cuda.is_available()
-    if on_gpu:
+    if platform.on_gpu:
         torch.cuda.set_device(launch.local_rank % torch.cuda.device_count())
-    else:
+    if platform.cpu_emulation:
         cpu_emulation.enable()
     dist.init_process_group(
-        backend="nccl" if on_gpu else "gloo",
+        backend=platform.collective_backend,
         init_method=f"tcp://{launch.master_addr}:{launch.master_port}",
         rank=launch.rank,
         world_size=launch.world_size,
@@ -139,8 +140,8 @@ def free_local_port() -> int:
         return sock.getsockname()[1]
 
 
-def init_single_process() -> LaunchEnv:
+def init_single_process(platform: Platform) -> LaunchEnv:
     """A one-rank world on this machine, for tools that build megatron-core models outside a launched job."""
-    return init_distributed(LaunchEnv(
+    return init_distributed(platform, LaunchEnv(
         rank=0, world_size=1, local_rank=0, master_addr="127.0.0.1", master_port=free_local_port(), launcher="single",
     ))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-import torch
 from megatron.core import optimizer as megatron_optimizer
 from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
@@ -71,6 +70,7 @@ def parallelize(run: RunConfig, pg_collection: ProcessGroupCollection) -> Traina
         run.model,
         parallel=recipe.parallel,
         pg_collection=pg_collection,
+        platform=run.platform,
         pre_process=pp.rank() == 0,
         post_process=pp.rank() == pp.size() - 1,
     )
@@ -88,10 +88,9 @@ def parallelize(run: RunConfig, pg_collection: ProcessGroupCollection) -> Traina
     # gradients by the token count of the whole global batch (all micro-batches, all DP ranks).
     config.calculate_per_token_loss = True
     module = Float16Module(config, model) if run.bf16 else model
-    on_gpu = torch.cuda.is_available()
     ddp_config = DistributedDataParallelConfig(
         grad_reduce_in_fp32=True,
-        overlap_grad_reduce=on_gpu,
+        overlap_grad_reduce=run.platform.on_gpu,
         use_distributed_optimizer=distributed_optimizer,
         check_for_nan_in_grad=True,
     )

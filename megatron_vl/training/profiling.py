@@ -13,10 +13,14 @@ logger = logging.getLogger(__name__)
 
 
 class ProfileHook(Hook):
-    """Records steps ``first`` to ``last`` (inclusive) into ``LOG_DIR/profile_rank<R>.json``."""
+    """Records steps ``first`` to ``last`` (inclusive) into ``LOG_DIR/profile_rank<R>.json``, with the GPU's
+    kernels when ``on_gpu``."""
 
-    def __init__(self, first: int, last: int, log_dir: str, rank: int) -> None:
+    priority = 300
+
+    def __init__(self, first: int, last: int, log_dir: str, rank: int, *, on_gpu: bool) -> None:
         self.first, self.last = first, last
+        self.on_gpu = on_gpu
         self.path = Path(log_dir) / f"profile_rank{rank}.json"
         self._profiler = None
 
@@ -35,7 +39,7 @@ class ProfileHook(Hook):
     def _maybe_start(self, next_iteration: int) -> None:
         if self._profiler is None and next_iteration == self.first:
             activities = [torch.profiler.ProfilerActivity.CPU]
-            if torch.cuda.is_available():
+            if self.on_gpu:
                 activities.append(torch.profiler.ProfilerActivity.CUDA)
             self._profiler = torch.profiler.profile(activities=activities, record_shapes=True)
             self._profiler.__enter__()

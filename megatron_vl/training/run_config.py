@@ -14,10 +14,10 @@ import dataclasses
 import os
 from pathlib import Path
 
-from megatron_vl.config import model as model_presets
 from megatron_vl.config.data import DataConfig
-from megatron_vl.config.model import VLModelConfig
+from megatron_vl.config.model import VLModelConfig, model_preset
 from megatron_vl.config.recipe import EVAL_DATASET, StageRecipe, packed_dataset_dir
+from megatron_vl.runtime.platform import Platform
 from megatron_vl.tokenizer import Tokenizer
 
 PATH_ENVIRONMENT = {
@@ -73,21 +73,17 @@ class RunConfig:
     """Checkpoint folder a new stage takes its weights from (None: random weights)."""
     train_iterations: int
     """Optimizer steps of the stage."""
+    platform: Platform
+    """The device, layer backend and collectives this run uses, decided once at start."""
     bf16: bool
     """Mixed precision (bf16 params and activations, fp32 main params and gradients); else fp32."""
 
 
-def resolve_run(recipe: StageRecipe, paths: RunPaths, tokenizer: Tokenizer) -> RunConfig:
-    """The concrete run of ``recipe``: dataset directories, checkpoint folders, the model for ``tokenizer``."""
-    import torch
-
-    bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and torch.cuda.is_available())
-    preset = getattr(model_presets, recipe.model)
-    model = preset(
-        image_token_id=tokenizer.image_pad_id,
-        dtype="bfloat16" if bf16 else "float32",
-        first_pipeline_stage_language_layers=recipe.first_pipeline_stage_language_layers,
-    )
+def resolve_run(recipe: StageRecipe, paths: RunPaths, tokenizer: Tokenizer, platform: Platform) -> RunConfig:
+    """The concrete run of ``recipe`` on ``platform``: dataset directories, checkpoint folders, the model for
+    ``tokenizer``; ``precision="auto"`` is bf16 on a GPU and fp32 on the CPU."""
+    bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and platform.on_gpu)
+    model = model_preset(recipe.model, image_token_id=tokenizer.image_pad_id, dtype="bfloat16" if bf16 else "float32")
     if tokenizer.vocab_size > model.language.vocab_size:
         raise ValueError(
             f"tokenizer {paths.tokenizer} has {tokenizer.vocab_size} ids but the {recipe.model} model's vocabulary "
@@ -117,5 +113,6 @@ def resolve_run(recipe: StageRecipe, paths: RunPaths, tokenizer: Tokenizer) -> R
         log_dir=str(Path(paths.log_root) / recipe.name),
         init_from=init_from,
         train_iterations=recipe.train_iterations,
+        platform=platform,
         bf16=bf16,
     )

@@ -13,8 +13,11 @@ import os
 import sys
 import textwrap
 
-from megatron_vl.config.recipe import MODEL_PRESETS, STAGES
+from megatron_vl.command_line import run_command
+from megatron_vl.config.model import PRESETS
+from megatron_vl.config.recipe import STAGES
 from megatron_vl.third_party_warnings import silence_known_third_party_warnings
+from megatron_vl.training.logging_setup import configure_training_logging
 from megatron_vl.training.run_config import PATH_ENVIRONMENT
 
 # megatron's checkpoint writer starts a spawn-context multiprocessing Manager, which imports this
@@ -23,7 +26,7 @@ from megatron_vl.training.run_config import PATH_ENVIRONMENT
 logger = logging.getLogger("megatron_vl.training")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m megatron_vl.training.train",
         description=__doc__.split("\n\n")[0],
@@ -37,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--recipe", required=True,
                         help=f"stage recipe: one of {', '.join(STAGES)}, a module path, or a .py file defining recipe(model)")
-    parser.add_argument("--model", default=os.environ.get("MVL_MODEL", "mimo_vl_7b"), choices=MODEL_PRESETS,
+    parser.add_argument("--model", default=os.environ.get("MVL_MODEL", "mimo_vl_7b"), choices=sorted(PRESETS),
                         help="model preset (default: $MVL_MODEL, else mimo_vl_7b)")
     parser.add_argument("--data-root", help="packed datasets root (default: $MVL_DATA_ROOT, else ./data)")
     parser.add_argument("--checkpoint-root", help="checkpoint root, one folder per stage (default: $MVL_CHECKPOINT_ROOT)")
@@ -48,11 +51,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a recipe field (JSON value), e.g. --set checkpoint.save_every=100; repeatable")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved run config as JSON and exit")
-    return parser.parse_args(argv)
+    return parser
 
 
-def build_run(args: argparse.Namespace):
-    """The resolved ``RunConfig`` and the tokenizer."""
+def build_run(args: argparse.Namespace, platform):
+    """The resolved ``RunConfig`` on ``platform`` and the tokenizer."""
     from megatron_vl.config.overrides import apply_overrides
     from megatron_vl.config.recipe import load_recipe
     from megatron_vl.tokenizer import load_tokenizer
@@ -66,7 +69,7 @@ def build_run(args: argparse.Namespace):
         data_root=args.data_root, checkpoint_root=args.checkpoint_root, log_root=args.log_root, tokenizer=args.tokenizer
     )
     tokenizer = load_tokenizer(paths.tokenizer)
-    return resolve_run(recipe, paths, tokenizer), tokenizer
+    return resolve_run(recipe, paths, tokenizer, platform), tokenizer
 
 
 def train(run, tokenizer) -> str:
@@ -74,7 +77,7 @@ def train(run, tokenizer) -> str:
     import torch.distributed as dist
 
     from megatron_vl.config.serialization import config_to_dict
-    from megatron_vl.runtime import initialize_model_parallel, set_seed
+    from megatron_vl.runtime.model_parallel import initialize_model_parallel, set_seed
     from megatron_vl.training.build import build_trainer
 
     recipe = run.recipe
@@ -108,47 +111,37 @@ def train(run, tokenizer) -> str:
             f"checkpoints in {run.checkpoint_dir}, metrics in {run.log_dir}")
 
 
-def _raised_by_this_project(error: BaseException) -> bool:
-    """A ValueError of ours is a user error with its fix in the message; others keep their traceback."""
-    trace = error.__traceback__
-    while trace.tb_next is not None:
-        trace = trace.tb_next
-    return f"{os.sep}megatron_vl{os.sep}" in trace.tb_frame.f_code.co_filename
+def run(args: argparse.Namespace) -> int:
+    """Parse, build, run, close: the stage of ``args`` on the platform detected here."""
+    silence_known_third_party_warnings()
+    configure_training_logging()
+    from megatron_vl.runtime.platform import detect_platform
+
+    platform = detect_platform()
+    run_config, tokenizer = build_run(args, platform)
+    if args.dry_run:
+        from megatron_vl.config.serialization import config_to_dict
+
+        print(json.dumps(config_to_dict(run_config), indent=2))
+        return 0
+    import torch.distributed as dist
+
+    from megatron_vl.runtime.distributed import init_distributed
+    from megatron_vl.runtime.model_parallel import destroy_model_parallel
+
+    logger.info("platform: %s", platform.describe())
+    init_distributed(platform)
+    try:
+        summary = train(run_config, tokenizer)
+    finally:
+        destroy_model_parallel()
+        dist.destroy_process_group()
+    logger.info("stage %s %s", run_config.recipe.name, summary)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    silence_known_third_party_warnings()
-    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
-    logging.basicConfig(
-        level=logging.INFO if rank == 0 else logging.WARNING,
-        format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-    )
-    try:
-        run, tokenizer = build_run(args)
-        if args.dry_run:
-            from megatron_vl.config.serialization import config_to_dict
-
-            print(json.dumps(config_to_dict(run), indent=2))
-            return 0
-        import torch.distributed as dist
-
-        from megatron_vl.runtime import destroy_model_parallel, init_distributed
-
-        init_distributed()
-        try:
-            summary = train(run, tokenizer)
-        finally:
-            destroy_model_parallel()
-            dist.destroy_process_group()
-    except ValueError as error:
-        if not _raised_by_this_project(error):
-            raise
-        logger.error("%s", error)
-        return 2
-    logger.info("stage %s %s", run.recipe.name, summary)
-    return 0
+    return run_command(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

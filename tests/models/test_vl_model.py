@@ -92,7 +92,7 @@ def _text_only_steps(config, parallel, pgs, full, image_batch, text_batch) -> di
 def _single_rank_checks() -> dict:
     from megatron_vl.config.parallel import ParallelConfig
     from megatron_vl.models.hf_mapping import from_hf
-    from megatron_vl.runtime import initialize_model_parallel, set_seed
+    from megatron_vl.runtime.model_parallel import initialize_model_parallel, set_seed
 
     parallel = ParallelConfig()
     pgs = initialize_model_parallel(parallel)

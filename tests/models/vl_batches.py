@@ -24,10 +24,10 @@ def hf_model(config: VLModelConfig, seed: int = 0):
     """HF ``Qwen2_5_VLForConditionalGeneration`` for ``config``, every parameter (biases and norms too) random."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from megatron_vl.models.hf_mapping import hf_config_dict
+    from megatron_vl.models.hf_config import to_hf_config
 
     hf_config = Qwen2_5_VLConfig(
-        **hf_config_dict(config, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END, video_token_id=VIDEO)
+        **to_hf_config(config, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END, video_token_id=VIDEO)
     )
     hf_config._attn_implementation = "eager"
     model = Qwen2_5_VLForConditionalGeneration(hf_config).eval()
@@ -123,12 +123,14 @@ def build_model(config: VLModelConfig, parallel, pg_collection, full_state_dict:
     """A ``VLModel`` for this rank's pipeline stage, with ``full_state_dict`` loaded into its shards."""
     from megatron_vl.models import VLModel
     from megatron_vl.models.sharding import load_full_state_dict
+    from megatron_vl.runtime.platform import detect_platform
 
     pp = pg_collection.pp
     model = VLModel(
         config,
         parallel=parallel,
         pg_collection=pg_collection,
+        platform=detect_platform(),
         pre_process=pp.rank() == 0,
         post_process=pp.rank() == pp.size() - 1,
     )

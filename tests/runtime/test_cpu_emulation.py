@@ -80,7 +80,7 @@ def _loss_and_grads(tensor_parallel, pipeline_parallel, sequence_parallel=False)
     from megatron.core.pipeline_parallel.p2p_communication import P2PCommunicator
 
     from megatron_vl.config.parallel import ParallelConfig
-    from megatron_vl.runtime import initialize_model_parallel, set_seed
+    from megatron_vl.runtime.model_parallel import initialize_model_parallel, set_seed
 
     parallel = ParallelConfig(
         tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel, sequence_parallel=sequence_parallel

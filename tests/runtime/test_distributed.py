@@ -51,8 +51,9 @@ def test_bad_values_are_named():
 
 SINGLE_PROCESS = """
 import torch.distributed as dist
-from megatron_vl.runtime import init_single_process
-launch = init_single_process()
+from megatron_vl.runtime.distributed import init_single_process
+from megatron_vl.runtime.platform import detect_platform
+launch = init_single_process(detect_platform())
 assert (dist.get_rank(), dist.get_world_size(), launch.launcher) == (0, 1, "single"), launch
 dist.destroy_process_group()
 print("ok")

@@ -1,11 +1,11 @@
-"""A model-only checkpoint as ``checkpoints_tools.from_hf`` writes it (the contract of ``checkpoint_layout``),
+"""A model-only checkpoint as ``checkpoints_tools.from_hf`` writes it (the contract of ``checkpoint_files``),
 of the ``tiny`` model with seeded random weights: the starting point of stage 1 in the tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from megatron_vl.training import checkpoint_layout as layout
+from megatron_vl.training import checkpoint_files
 
 
 def write_init_checkpoint(root: str, tokenizer_path: str, seed: int) -> dict:
@@ -17,7 +17,8 @@ def write_init_checkpoint(root: str, tokenizer_path: str, seed: int) -> dict:
     from megatron_vl.data.images import ImageSettings
     from megatron_vl.models import VLModel
     from megatron_vl.models.sharding import gather_full_state_dict
-    from megatron_vl.runtime import initialize_model_parallel, set_seed
+    from megatron_vl.runtime.model_parallel import initialize_model_parallel, set_seed
+    from megatron_vl.runtime.platform import detect_platform
     from megatron_vl.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_path)
@@ -25,16 +26,16 @@ def write_init_checkpoint(root: str, tokenizer_path: str, seed: int) -> dict:
     parallel = ParallelConfig()
     pgs = initialize_model_parallel(parallel)
     set_seed(seed, pgs)
-    model = VLModel(config, parallel=parallel, pg_collection=pgs)
-    directory = layout.iteration_dir(root, 0)
+    model = VLModel(config, parallel=parallel, pg_collection=pgs, platform=detect_platform())
+    directory = checkpoint_files.iteration_dir(root, 0)
     directory.mkdir(parents=True)
     dist_checkpointing.save({"model": model.sharded_state_dict()}, str(directory))
-    tokenizer.save_hf(str(directory / layout.TOKENIZER_DIR))
-    layout.write_run_record(directory, layout.run_record(
+    tokenizer.save_hf(str(directory / checkpoint_files.TOKENIZER_DIR))
+    checkpoint_files.write_run_record(directory, checkpoint_files.run_record(
         model=config, parallel=parallel, iteration=0, image_settings=ImageSettings(),
         tokenizer_fingerprint=tokenizer.fingerprint, written_by="checkpoints_tools.from_hf",
     ))
-    layout.write_latest_iteration(root, 0)
+    checkpoint_files.write_latest_iteration(root, 0)
     return {name: tensor.clone() for name, tensor in gather_full_state_dict(model).items()}
 
 

@@ -28,10 +28,14 @@ def test_dry_run_prints_the_resolved_run(data_root, tmp_path, monkeypatch, capsy
     assert run["checkpoint_dir"] == str(tmp_path / "stage2_vit") and run["log_dir"] == str(tmp_path / "logs" / "stage2_vit")
     assert run["paths"]["tokenizer"] == str(data_root / "tokenizer")
     assert run["train_iterations"] == 20 * 1024 // 128 and run["bf16"] is False
+    assert run["platform"] == {"device": "cpu", "device_name": "cpu", "layer_backend": "local", "peak_flops": None}
 
 
-def test_user_errors_exit_2_with_the_fix(data_root, caplog):
+def test_user_errors_exit_2_with_the_fix(data_root, capsys, monkeypatch):
+    monkeypatch.delenv("MVL_TRACEBACK", raising=False)
     assert main(["--recipe", "stage9", "--model", "tiny", "--data-root", str(data_root), "--dry-run"]) == 2
     assert main(["--recipe", "stage1_projector", "--model", "tiny", "--data-root", str(data_root), "--set",
                  "checkpoint.keep_last=0", "--dry-run"]) == 2
-    assert "no recipe 'stage9'" in caplog.text and "keep_last must be a positive integer" in caplog.text
+    errors = capsys.readouterr().err.splitlines()
+    assert errors[0].startswith("python -m megatron_vl.training.train: error: no recipe 'stage9'")
+    assert "keep_last must be a positive integer" in errors[1] and "Traceback" not in "".join(errors)
