@@ -1,5 +1,6 @@
 """Assemble a stage's run on the initialised process groups: the parallelized model, the loaders, the
-model step, the hooks (metrics, eval, profiling, signals, checkpoints, in this order) and the trainer."""
+model step, the hooks (metrics, eval, profiling, signals, checkpoints; their priorities order them) and the
+trainer."""
 
 from __future__ import annotations
 
@@ -25,26 +26,30 @@ def build_trainer(run: RunConfig, tokenizer: Tokenizer, pg_collection: ProcessGr
     """The trainer of ``run`` at iteration 0 with freshly initialised weights, and its checkpointer
     (``checkpointer.resume`` / ``load_weights`` then set where it starts)."""
     recipe = run.recipe
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    platform = run.platform
+    device = torch.device("cuda", torch.cuda.current_device()) if platform.on_gpu else torch.device("cpu")
     trainable = parallelize(run, pg_collection)
     dp_rank, dp_size = pg_collection.dp.rank(), pg_collection.dp.size()
     loader = TrainLoader(run.data, tokenizer_fingerprint=tokenizer.fingerprint, data_parallel_rank=dp_rank,
                          data_parallel_size=dp_size, data_parallel_group=pg_collection.dp)
     model_step = VLModelStep(run.model, recipe.trains.frozen, device)
-    metrics = MetricsLog(run.log_dir, log_every=recipe.logging.log_every, peak_flops=recipe.logging.peak_flops,
-                         world_size=dist.get_world_size(), writer=dist.get_rank() == 0)
+    peak_flops = recipe.logging.peak_flops or platform.peak_flops
     checkpointer = Checkpointer(run, tokenizer, pg_collection, recipe.checkpoint)
-    hooks = [metrics]
+    hooks = [
+        MetricsLog(run.log_dir, log_every=recipe.logging.log_every, peak_flops=peak_flops,
+                   world_size=dist.get_world_size(), writer=dist.get_rank() == 0),
+        StopOnSignal(),
+        CheckpointHook(checkpointer, recipe.checkpoint.save_every),
+    ]
     if recipe.eval.every:
         eval_loader = EvalLoader(run.data, tokenizer_fingerprint=tokenizer.fingerprint, data_parallel_rank=dp_rank,
                                  data_parallel_size=dp_size)
-        hooks.append(EvalHook(eval_loader, recipe.eval.every, metrics))
+        hooks.append(EvalHook(eval_loader, recipe.eval.every))
     if recipe.logging.profile_steps is not None:
         first, last = recipe.logging.profile_steps
-        hooks.append(ProfileHook(first, last, run.log_dir, dist.get_rank()))
-    hooks += [StopOnSignal(), CheckpointHook(checkpointer, recipe.checkpoint.save_every)]
+        hooks.append(ProfileHook(first, last, run.log_dir, dist.get_rank(), on_gpu=platform.on_gpu))
     trainer = Trainer(
-        trainable=trainable, forward_step=model_step, step_stats=model_step.stats, loader=loader,
+        trainable=trainable, model_step=model_step, loader=loader,
         micro_batches_per_step=loader.micro_batches_per_step, micro_batch_tokens=recipe.micro_batch_size * recipe.seq_len,
         tokens_per_step=recipe.tokens_per_iteration, train_iterations=run.train_iterations, pg_collection=pg_collection,
         device=device, hooks=hooks,

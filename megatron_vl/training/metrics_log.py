@@ -1,11 +1,12 @@
 """Training metrics to the console, TensorBoard and a JSONL file (rank 0 writes; every rank computes).
 
-``LOG_DIR/metrics.jsonl`` gets one line per step (``"event": "train"``: iteration, loss, grad norm, LR per
-module, tokens/s, MFU, consumed tokens, loss tokens per kind) and one per evaluation (``"event": "eval"``:
-iteration, loss, loss tokens).
-The console and TensorBoard get the average over each ``log_every`` window. On resume, lines and
-TensorBoard events after the resumed iteration (written by the interrupted run) are dropped, so both
-show the history the checkpoints hold.
+Every ``Trainer.log_metrics`` event reaches ``on_metrics``. ``LOG_DIR/metrics.jsonl`` gets one line per event:
+per step (``"event": "train"``: iteration, loss, grad norm, LR per module, tokens/s, FLOPs, MFU where the
+accelerator's peak is known, consumed tokens, loss tokens per kind) and per evaluation (``"event": "eval"``:
+iteration, loss, loss tokens). The console and TensorBoard get the average over each ``log_every`` window
+of steps (and the last, shorter window when the run ends). On resume, lines and TensorBoard events after
+the resumed iteration (written by the interrupted run) are dropped, so both show the history the
+checkpoints hold.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 from pathlib import Path
 
 from megatron_vl.training.metrics_file import METRICS_FILE
-from megatron_vl.training.trainer import Hook, StepResult, Trainer
+from megatron_vl.training.trainer import Hook, Metrics, Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +29,13 @@ def _short(count: float) -> str:
 
 
 class MetricsLog(Hook):
-    def __init__(self, log_dir: str, *, log_every: int, peak_flops: float, world_size: int, writer: bool) -> None:
-        """``writer``: this rank writes the files and prints (rank 0); others only take part."""
+    priority = 100
+
+    def __init__(
+        self, log_dir: str, *, log_every: int, peak_flops: float | None, world_size: int, writer: bool
+    ) -> None:
+        """``peak_flops``: of one accelerator, the MFU denominator (None: unknown, no MFU). ``writer``: this rank
+        writes the files and prints (rank 0); others only take part."""
         self.log_dir = Path(log_dir)
         self.log_every = log_every
         self.peak_flops = peak_flops
@@ -37,7 +43,7 @@ class MetricsLog(Hook):
         self.writer = writer
         self._file = None
         self._tensorboard = None
-        self._window: list[StepResult] = []
+        self._window: list[dict] = []
 
     def on_start(self, trainer: Trainer) -> None:
         if not self.writer:
@@ -56,73 +62,70 @@ class MetricsLog(Hook):
 
         self._tensorboard = SummaryWriter(str(self.log_dir), purge_step=start + 1)
 
-    def after_step(self, trainer: Trainer, result: StepResult) -> None:
+    def on_metrics(self, trainer: Trainer, metrics: Metrics) -> None:
         if not self.writer:
             return
-        state = trainer.state
-        self._write({
-            "event": "train",
-            "iteration": result.iteration,
-            "loss": result.loss,
-            "loss_tokens": result.loss_tokens,
-            "grad_norm": result.grad_norm,
-            "lr": result.learning_rates,
-            "seconds": result.seconds,
-            "tokens_per_second": result.tokens / result.seconds,
-            "mfu": self._mfu([result]),
-            "consumed_tokens": state.consumed_tokens,
-            "loss_tokens_per_kind": state.loss_tokens_per_kind,
-            "update_skipped": result.update_skipped,
-        })
-        self._window.append(result)
-        if result.iteration % self.log_every == 0 or trainer.done or trainer.stop_reason is not None:
-            self._report(trainer)
+        values = dict(metrics.values)
+        if metrics.event == "train":
+            mfu = self._mfu([values])
+            if mfu is not None:
+                values["mfu"] = mfu
+        self._write({"event": metrics.event, "iteration": metrics.iteration, **values})
+        if metrics.event == "train":
+            self._window.append({"iteration": metrics.iteration, **values})
+            if metrics.iteration % self.log_every == 0 or trainer.done:
+                self._report(trainer)
+        elif metrics.event == "eval":
+            logger.info(
+                "eval at iter %d | loss %.4f over %d tokens | %.1f s",
+                metrics.iteration, values["loss"], values["loss_tokens"], values["seconds"],
+            )
+            self._tensorboard.add_scalar("eval/loss", values["loss"], metrics.iteration)
+            self._tensorboard.flush()
 
-    def _mfu(self, results: list[StepResult]) -> float:
-        seconds = sum(result.seconds for result in results)
-        return sum(result.flops for result in results) / (seconds * self.peak_flops * self.world_size)
+    def _mfu(self, steps: list[dict]) -> float | None:
+        if self.peak_flops is None:
+            return None
+        seconds = sum(step["seconds"] for step in steps)
+        return sum(step["flops"] for step in steps) / (seconds * self.peak_flops * self.world_size)
 
     def _report(self, trainer: Trainer) -> None:
         window, self._window = self._window, []
         last = window[-1]
-        loss = sum(result.loss for result in window) / len(window)
-        tokens_per_second = sum(result.tokens for result in window) / sum(result.seconds for result in window)
+        loss = sum(step["loss"] for step in window) / len(window)
+        tokens_per_second = sum(step["tokens"] for step in window) / sum(step["seconds"] for step in window)
         mfu = self._mfu(window)
-        skipped = sum(result.update_skipped for result in window)
-        kinds = " ".join(f"{kind} {_short(count)}" for kind, count in trainer.state.loss_tokens_per_kind.items())
-        lrs = " ".join(f"{module} {lr:.2e}" for module, lr in last.learning_rates.items())
+        skipped = sum(step["update_skipped"] for step in window)
+        kinds = " ".join(f"{kind} {_short(count)}" for kind, count in last["loss_tokens_per_kind"].items())
+        lrs = " ".join(f"{module} {lr:.2e}" for module, lr in last["lr"].items())
         logger.info(
-            "iter %d/%d | loss %.4f | grad norm %.3f | lr %s | %s tok/s | MFU %.2f%% | consumed %s tokens | "
-            "loss tokens: %s%s",
-            last.iteration, trainer.train_iterations, loss, last.grad_norm, lrs, _short(tokens_per_second),
-            100 * mfu, _short(trainer.state.consumed_tokens), kinds, f" | {skipped} updates skipped" if skipped else "",
+            "iter %d/%d | loss %.4f | grad norm %.3f | lr %s | %s tok/s%s | consumed %s tokens | loss tokens: %s%s",
+            last["iteration"], trainer.train_iterations, loss, last["grad_norm"], lrs, _short(tokens_per_second),
+            "" if mfu is None else f" | MFU {100 * mfu:.2f}%", _short(last["consumed_tokens"]), kinds,
+            f" | {skipped} updates skipped" if skipped else "",
         )
-        board, step = self._tensorboard, last.iteration
+        board, step = self._tensorboard, last["iteration"]
         board.add_scalar("train/loss", loss, step)
-        board.add_scalar("train/grad_norm", last.grad_norm, step)
+        board.add_scalar("train/grad_norm", last["grad_norm"], step)
         board.add_scalar("throughput/tokens_per_second", tokens_per_second, step)
-        board.add_scalar("throughput/mfu", mfu, step)
-        board.add_scalar("progress/consumed_tokens", trainer.state.consumed_tokens, step)
-        for module, lr in last.learning_rates.items():
+        if mfu is not None:
+            board.add_scalar("throughput/mfu", mfu, step)
+        board.add_scalar("progress/consumed_tokens", last["consumed_tokens"], step)
+        for module, lr in last["lr"].items():
             board.add_scalar(f"lr/{module}", lr, step)
-        for kind, count in trainer.state.loss_tokens_per_kind.items():
+        for kind, count in last["loss_tokens_per_kind"].items():
             board.add_scalar(f"loss_tokens/{kind}", count, step)
         board.flush()
-
-    def write_eval(self, iteration: int, loss: float, tokens: int, seconds: float) -> None:
-        if not self.writer:
-            return
-        self._write({"event": "eval", "iteration": iteration, "loss": loss, "loss_tokens": tokens, "seconds": seconds})
-        logger.info("eval at iter %d | loss %.4f over %d tokens | %.1f s", iteration, loss, tokens, seconds)
-        self._tensorboard.add_scalar("eval/loss", loss, iteration)
-        self._tensorboard.flush()
 
     def _write(self, record: dict) -> None:
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
 
     def on_end(self, trainer: Trainer) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._tensorboard.close()
-            self._file = self._tensorboard = None
+        if self._file is None:
+            return
+        if self._window:
+            self._report(trainer)
+        self._file.close()
+        self._tensorboard.close()
+        self._file = self._tensorboard = None

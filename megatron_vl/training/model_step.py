@@ -29,10 +29,11 @@ def masked_token_loss(loss_mask: torch.Tensor, per_token_loss: torch.Tensor):
 
 
 class VLModelStep:
-    """``forward_step_func`` for megatron's schedules, counting what it ran for the step's statistics.
+    """The trainer's ``ModelStep``: ``forward_step_func``s for megatron's schedules.
 
-    ``stats()`` returns and resets, since the last call: the model FLOPs (for MFU) and the loss tokens
-    per data kind of the micro-batches this rank ran.
+    ``train_forward`` counts what it ran; ``stats()`` returns and resets, since the last call, the model FLOPs
+    (for MFU) and the loss tokens per data kind of the training micro-batches this rank ran.
+    ``eval_forward`` counts nothing.
     """
 
     def __init__(self, config: VLModelConfig, frozen: dict[str, bool], device: torch.device) -> None:
@@ -42,10 +43,16 @@ class VLModelStep:
         self._flops = 0.0
         self._loss_tokens: Counter = Counter()
 
-    def __call__(self, data_iterator: Iterator[VLBatch], model: torch.nn.Module):
+    def train_forward(self, data_iterator: Iterator[VLBatch], model: torch.nn.Module):
         batch = next(data_iterator)
         self._flops += training_flops(self.config, self.frozen, batch.cu_seqlens, batch.image_grid_thw)
         self._loss_tokens.update(batch.loss_tokens_per_kind)
+        return self._forward(batch, model)
+
+    def eval_forward(self, data_iterator: Iterator[VLBatch], model: torch.nn.Module):
+        return self._forward(next(data_iterator), model)
+
+    def _forward(self, batch: VLBatch, model: torch.nn.Module):
         batch = batch.to(self.device, non_blocking=True)
         per_token_loss = model(
             batch.tokens,

@@ -21,7 +21,9 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 class StopOnSignal(Hook):
-    """Must come before the checkpoint hook, so that the step where all ranks agree to stop is saved."""
+    """Runs before the checkpoint hook (priority 400 < 500), so that the step where all ranks agree to stop is saved."""
+
+    priority = 400
 
     def __init__(self, signals=STOP_SIGNALS) -> None:
         self.signals = tuple(signals)

@@ -1,18 +1,31 @@
 """The training loop: steps of megatron's forward-backward schedule and the optimizer, with hooks.
 
-The loop knows nothing of the model: it runs ``forward_step`` (the model step) through megatron's
-schedule (no pipelining, or 1F1B over the pipeline group) on the data iterator, steps the optimizer
-and the LR schedule, and hands each step's result to its hooks (logging, evaluation, checkpoints,
-signals). A hook stops the run with ``trainer.request_stop(reason)``.
+The loop knows nothing of the model: it runs the model step (``ModelStep``) through megatron's schedule (no
+pipelining, or 1F1B over the pipeline group) on the data iterator, steps the optimizer and the LR schedule,
+and hands each step to its hooks.
+
+The hook contract:
+
+* ``run()`` calls every hook's ``on_start`` in priority order, then per step first ``log_metrics("train", ...)``
+  and then every hook's ``after_step``; it calls the ``on_end`` of every hook that started, in reverse order,
+  also when a step or another hook raised (an ``ExitStack``), so signal handlers are restored, profilers
+  stopped and files closed whatever happens.
+* Hooks run in increasing ``priority`` (ties keep the order given). The hooks of a stage: metrics (100),
+  evaluation (200), profiling (300), stop on signal (400), checkpoints (500): the step where every rank agreed
+  to stop is known before the checkpoint hook decides to save it.
+* Metrics reach hooks through one fan-out: ``trainer.log_metrics(event, iteration, values)`` calls every
+  hook's ``on_metrics`` (the metrics log writes them; an evaluation hook produces them).
+* A hook stops the run with ``trainer.request_stop(reason)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
 from collections import Counter
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator, Protocol
 
 import torch
 import torch.distributed as dist
@@ -63,8 +76,23 @@ class StepResult:
     """The optimizer skipped the update (non-finite gradients under loss scaling)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Metrics:
+    """Figures of one event, as ``Trainer.log_metrics`` fans them out to the hooks."""
+
+    event: str
+    """``train`` (one optimizer step), ``eval`` (held-out loss), ..."""
+    iteration: int
+    """The step the figures belong to."""
+    values: dict
+    """Name -> JSON-able value."""
+
+
 class Hook:
-    """Called by the trainer; override what you need."""
+    """Called by the trainer; override what you need (see the module docstring for the contract)."""
+
+    priority: int = 0
+    """Hooks run in increasing priority; their ends in the reverse order."""
 
     def on_start(self, trainer: "Trainer") -> None:
         pass
@@ -72,8 +100,24 @@ class Hook:
     def after_step(self, trainer: "Trainer", result: StepResult) -> None:
         pass
 
+    def on_metrics(self, trainer: "Trainer", metrics: Metrics) -> None:
+        pass
+
     def on_end(self, trainer: "Trainer") -> None:
         pass
+
+
+class ModelStep(Protocol):
+    """What the trainer runs a micro-batch with; the only part of training that knows the model."""
+
+    def train_forward(self, data_iterator: Iterator, model: torch.nn.Module):
+        """megatron's ``forward_step_func`` for training: counts the micro-batch into ``stats``."""
+
+    def eval_forward(self, data_iterator: Iterator, model: torch.nn.Module):
+        """The same for evaluation, counting nothing."""
+
+    def stats(self) -> dict:
+        """Since the last call (then reset): ``{"flops": float, "loss_tokens": {kind: n}}`` of training micro-batches."""
 
 
 class Trainer:
@@ -81,8 +125,7 @@ class Trainer:
         self,
         *,
         trainable: TrainableModel,
-        forward_step: Callable,
-        step_stats: Callable[[], dict],
+        model_step: ModelStep,
         loader: Iterable,
         micro_batches_per_step: int,
         micro_batch_tokens: int,
@@ -92,13 +135,10 @@ class Trainer:
         device: torch.device,
         hooks: list[Hook] = (),
     ) -> None:
-        """``forward_step(data_iterator, model)`` is megatron's ``forward_step_func``; ``step_stats()``
-        returns and resets its ``{"flops": float, "loss_tokens": {kind: n}}`` since the last call.
-        ``loader`` yields this rank's micro-batches forever, ``micro_batches_per_step`` per step, each of
+        """``loader`` yields this rank's micro-batches forever, ``micro_batches_per_step`` per step, each of
         ``micro_batch_tokens`` tokens (the pipeline's activation length)."""
         self.trainable = trainable
-        self.forward_step = forward_step
-        self.step_stats = step_stats
+        self.model_step = model_step
         self.loader = loader
         self.micro_batches_per_step = micro_batches_per_step
         self.micro_batch_tokens = micro_batch_tokens
@@ -106,7 +146,7 @@ class Trainer:
         self.train_iterations = train_iterations
         self.pg_collection = pg_collection
         self.device = device
-        self.hooks = list(hooks)
+        self.hooks = sorted(hooks, key=lambda hook: hook.priority)
         self.state = TrainState()
         self.stop_reason: str | None = None
         self._forward_backward = get_forward_backward_func(pp_size=pg_collection.pp.size())
@@ -123,15 +163,38 @@ class Trainer:
         self.stop_reason = self.stop_reason or reason
 
     def run(self) -> None:
-        for hook in self.hooks:
-            hook.on_start(self)
-        batches = iter(self.loader)
-        while not self.done and self.stop_reason is None:
-            result = self.train_step(batches)
+        with contextlib.ExitStack() as started:
             for hook in self.hooks:
-                hook.after_step(self, result)
+                hook.on_start(self)
+                started.callback(hook.on_end, self)
+            batches = iter(self.loader)
+            while not self.done and self.stop_reason is None:
+                result = self.train_step(batches)
+                self.log_metrics("train", result.iteration, self._train_metrics(result))
+                for hook in self.hooks:
+                    hook.after_step(self, result)
+
+    def log_metrics(self, event: str, iteration: int, values: dict) -> None:
+        """Hand figures of ``event`` to every hook (every rank calls it; the metrics log writes on rank 0)."""
+        metrics = Metrics(event, iteration, values)
         for hook in self.hooks:
-            hook.on_end(self)
+            hook.on_metrics(self, metrics)
+
+    def _train_metrics(self, result: StepResult) -> dict:
+        state = self.state
+        return {
+            "loss": result.loss,
+            "loss_tokens": result.loss_tokens,
+            "grad_norm": result.grad_norm,
+            "lr": result.learning_rates,
+            "seconds": result.seconds,
+            "tokens": result.tokens,
+            "tokens_per_second": result.tokens / result.seconds,
+            "flops": result.flops,
+            "consumed_tokens": state.consumed_tokens,
+            "loss_tokens_per_kind": state.loss_tokens_per_kind,
+            "update_skipped": result.update_skipped,
+        }
 
     def train_step(self, batches: Iterator) -> StepResult:
         trainable = self.trainable
@@ -166,7 +229,7 @@ class Trainer:
         for chunk in self.trainable.chunks:
             chunk.zero_grad_buffer()
         self.trainable.optimizer.zero_grad()
-        return self._schedule(batches, self.micro_batches_per_step, forward_only=False)
+        return self._schedule(self.model_step.train_forward, batches, self.micro_batches_per_step, forward_only=False)
 
     def evaluate(self, batches: Iterable, num_micro_batches: int) -> tuple[float, int]:
         """Mean loss over the loss tokens of ``batches`` (this rank's share of a held-out set) and the
@@ -175,17 +238,16 @@ class Trainer:
             chunk.eval()
         try:
             with torch.no_grad():
-                outputs = self._schedule(iter(batches), num_micro_batches, forward_only=True)
+                outputs = self._schedule(self.model_step.eval_forward, iter(batches), num_micro_batches, forward_only=True)
         finally:
             for chunk in self.trainable.chunks:
                 chunk.train()
-        self.step_stats()
         loss_sum, loss_tokens = self.global_loss(outputs)
         return loss_sum / max(loss_tokens, 1), loss_tokens
 
-    def _schedule(self, batches: Iterator, num_micro_batches: int, *, forward_only: bool) -> list:
+    def _schedule(self, forward_step, batches: Iterator, num_micro_batches: int, *, forward_only: bool) -> list:
         return self._forward_backward(
-            forward_step_func=self.forward_step,
+            forward_step_func=forward_step,
             data_iterator=batches,
             model=self.trainable.chunks,
             num_microbatches=num_micro_batches,
@@ -210,7 +272,7 @@ class Trainer:
     def _gather_stats(self) -> tuple[float, dict[str, int]]:
         """This step's FLOPs and loss tokens per kind, summed over the data-parallel replicas."""
         gathered = [None] * self.pg_collection.dp.size()
-        dist.all_gather_object(gathered, self.step_stats(), group=self.pg_collection.dp)
+        dist.all_gather_object(gathered, self.model_step.stats(), group=self.pg_collection.dp)
         kinds = Counter()
         for stats in gathered:
             kinds.update(stats["loss_tokens"])
