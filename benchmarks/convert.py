@@ -36,7 +36,7 @@ def _tokenizer():
 def write_random_checkpoint(directory: Path, llm_layers: int, dtype: torch.dtype) -> tuple[int, int]:
     """A random HF Qwen2.5-VL folder written tensor by tensor; returns (parameters, bytes)."""
     from checkpoints_tools.hf_folder_files import write_hf_folder_files
-    from checkpoints_tools.hf_layout import expected_shapes, saved_name
+    from checkpoints_tools.hf_tensor_names import expected_shapes, saved_name
     from checkpoints_tools.safetensors_files import ShardedSafetensorsWriter
     from megatron_vl.config.model import mimo_vl_7b
     from megatron_vl.data.images import ImageSettings

@@ -21,7 +21,7 @@ from torch.distributed.checkpoint.metadata import ChunkStorageMetadata, Metadata
 from torch.distributed.checkpoint.planner import LoadPlan, ReadItem
 from torch.distributed.checkpoint.planner_helpers import create_read_items_for_chunk_list
 
-from checkpoints_tools.dist_layout import Region
+from checkpoints_tools.dist_placement import Region
 
 DCP_METADATA = ".metadata"
 MEGATRON_METADATA = "metadata.json"

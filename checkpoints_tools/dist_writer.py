@@ -24,7 +24,7 @@ from torch.distributed.checkpoint.default_planner import DefaultSavePlanner
 from torch.distributed.checkpoint.metadata import ChunkStorageMetadata, MetadataIndex, TensorProperties
 from torch.distributed.checkpoint.planner import SavePlan, TensorWriteData, WriteItem, WriteItemType
 
-from checkpoints_tools.dist_layout import ExtraState, Placement
+from checkpoints_tools.dist_placement import ExtraState, Placement
 
 Group = tuple[Placement, ...]
 """TP=1 tensors converted together (the outputs of one weight rule)."""

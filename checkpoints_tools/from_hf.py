@@ -9,7 +9,7 @@ left out, with a message) and a freshly initialised projector. The model config 
 files (``--preset`` insists on one of ours and names any tensor that does not fit it), the tokenizer from
 ``--tokenizer`` (default: the --hf / --llm folder), the image settings from preprocessor_config.json.
 
-The output follows ``megatron_vl/training/checkpoint_layout.py``: ``OUT/iter_NNNNNNN/`` (written as
+The output follows ``megatron_vl/training/checkpoint_files.py``: ``OUT/iter_NNNNNNN/`` (written as
 ``.partial`` and renamed when complete) holding the dist checkpoint with the chunks megatron writes at that
 TP / PP, the run record and the tokenizer, then the ``latest`` marker. Safetensors are read one tensor at a
 time and each weight group is converted when the writer reaches it: memory stays at a few tensors.
@@ -19,30 +19,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from checkpoints_tools import hf_import_config as hf_config
-from checkpoints_tools.command import human_bytes, run_command
-from checkpoints_tools.dist_layout import extra_states, placements
+from checkpoints_tools.dist_placement import extra_states, placements
 from checkpoints_tools.dist_writer import write_dist_checkpoint
-from checkpoints_tools.hf_layout import expected_shapes, saved_name
+from checkpoints_tools.hf_folder_files import read_image_settings, read_json
 from checkpoints_tools.hf_sources import WeightSource, from_parts, whole_model
+from checkpoints_tools.hf_tensor_names import expected_shapes, saved_name
 from checkpoints_tools.safetensors_files import SafetensorsCheckpoint
-from megatron_vl.config import model as presets
-from megatron_vl.config.model import VLModelConfig
+from megatron_vl.command_line import human_bytes, run_command
+from megatron_vl.config.model import PRESETS, VLModelConfig, model_preset
 from megatron_vl.config.parallel import ParallelConfig
+from megatron_vl.files import publish_directory
+from megatron_vl.models import hf_config
 from megatron_vl.models.hf_mapping import weight_rules
+from megatron_vl.progress import ProgressBar
 from megatron_vl.tokenizer import Tokenizer, load_tokenizer
-from megatron_vl.training import checkpoint_layout as layout
+from megatron_vl.training import checkpoint_files
 
-PRESETS = {"tiny": presets.tiny, "mimo_vl_7b": presets.mimo_vl_7b}
 WRITTEN_BY = "checkpoints_tools.from_hf"
 
 
@@ -85,15 +84,24 @@ class ImportRequest:
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"unknown --preset {self.preset!r}; choose one of {sorted(PRESETS)}")
 
+    @property
+    def parallel(self) -> ParallelConfig:
+        """The layout the checkpoint is written for."""
+        return ParallelConfig(
+            tensor_parallel=self.tensor_parallel,
+            pipeline_parallel=self.pipeline_parallel,
+            first_pipeline_stage_language_layers=self.first_stage_layers,
+        )
+
 
 def _config_from_files(request: ImportRequest, tokenizer: Tokenizer) -> tuple[VLModelConfig, bool]:
     """Our config from the config.json file(s), and whether the LLM ties its output layer to its embedding."""
     image_id = tokenizer.image_pad_id
     if request.hf is not None:
         path = request.hf / "config.json"
-        config_json = hf_config.read_json(path, "--hf")
-        dtype = hf_config.checkpoint_dtype(config_json, request.dtype)
-        config = hf_config.vl_config_from_hf(config_json, str(path), dtype=dtype, image_token_id=image_id)
+        config_json = read_json(path, "--hf")
+        dtype = hf_config.dtype_from_hf(config_json, request.dtype)
+        config = hf_config.from_hf_config(config_json, str(path), dtype=dtype, image_token_id=image_id)
         declared = config_json.get("image_token_id", image_id)
         if declared != image_id:
             raise ValueError(
@@ -102,15 +110,15 @@ def _config_from_files(request: ImportRequest, tokenizer: Tokenizer) -> tuple[VL
             )
         tied = False
     else:
-        vision_json = hf_config.read_json(request.vision / "config.json", "--vision")
-        llm_json = hf_config.read_json(request.llm / "config.json", "--llm")
-        dtype = hf_config.checkpoint_dtype(llm_json, request.dtype)
-        config = hf_config.vl_config_from_parts(
+        vision_json = read_json(request.vision / "config.json", "--vision")
+        llm_json = read_json(request.llm / "config.json", "--llm")
+        dtype = hf_config.dtype_from_hf(llm_json, request.dtype)
+        config = hf_config.from_hf_parts(
             vision_json, llm_json, str(request.llm), dtype=dtype, image_token_id=image_id,
             mrope_section=request.mrope_section,
         )
         tied = bool(llm_json.get("tie_word_embeddings", False))
-    return dataclasses.replace(config, first_pipeline_stage_language_layers=request.first_stage_layers), tied
+    return config, tied
 
 
 def _check_shapes_and_preset(request: ImportRequest, source: WeightSource, config: VLModelConfig, found: VLModelConfig) -> None:
@@ -142,13 +150,10 @@ def import_checkpoint(request: ImportRequest, *, progress: bool = True) -> dict:
     found, tied = _config_from_files(request, tokenizer)
     config = found
     if request.preset is not None:
-        config = PRESETS[request.preset](
-            image_token_id=tokenizer.image_pad_id, dtype=found.dtype,
-            first_pipeline_stage_language_layers=request.first_stage_layers,
-        )
-    parallel = ParallelConfig(tensor_parallel=request.tensor_parallel, pipeline_parallel=request.pipeline_parallel)
+        config = model_preset(request.preset, image_token_id=tokenizer.image_pad_id, dtype=found.dtype)
+    parallel = request.parallel
     config.validate_parallel(parallel)
-    settings = hf_config.image_settings(request.hf or request.vision)
+    settings = read_image_settings(request.hf or request.vision)
 
     rules = weight_rules(config)
     needed = [name for rule in rules for name in rule.hf]
@@ -167,17 +172,17 @@ def import_checkpoint(request: ImportRequest, *, progress: bool = True) -> dict:
             "pass the tokenizer this LLM was trained with"
         )
 
-    target = layout.iteration_dir(request.out, request.iteration)
+    target = checkpoint_files.iteration_dir(request.out, request.iteration)
     if target.exists():
         raise ValueError(f"{target} already exists; choose another --out or --iteration")
-    partial = layout.partial_dir(request.out, request.iteration)
+    partial = checkpoint_files.partial_dir(request.out, request.iteration)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
 
     items = placements(config)
     groups = [tuple(items[name] for name in rule.megatron) for rule in rules]
     dtype = getattr(torch, config.dtype)
-    bar = tqdm(total=len(rules), desc="tensor groups", unit="group", disable=not progress)
+    bar = ProgressBar(total=len(rules), desc="tensor groups", unit="groups", enabled=progress)
     read_bytes = 0
 
     def convert(index: int) -> dict[str, torch.Tensor]:
@@ -191,8 +196,8 @@ def import_checkpoint(request: ImportRequest, *, progress: bool = True) -> dict:
     write_dist_checkpoint(partial, groups, extra_states(config), tensor_parallel=request.tensor_parallel,
                           dtype=dtype, convert=convert)
     bar.close()
-    tokenizer.save_hf(str(partial / layout.TOKENIZER_DIR))
-    layout.write_run_record(partial, layout.run_record(
+    tokenizer.save_hf(str(partial / checkpoint_files.TOKENIZER_DIR))
+    checkpoint_files.write_run_record(partial, checkpoint_files.run_record(
         model=config,
         parallel=parallel,
         iteration=request.iteration,
@@ -203,8 +208,8 @@ def import_checkpoint(request: ImportRequest, *, progress: bool = True) -> dict:
                  if value is not None},
         notes=source.notes,
     ))
-    os.replace(partial, target)
-    layout.write_latest_iteration(request.out, request.iteration)
+    publish_directory(partial, target)
+    checkpoint_files.write_latest_iteration(request.out, request.iteration)
     written = sum(path.stat().st_size for path in target.glob("*.distcp"))
     return {
         "directory": target, "tensors": len(items), "groups": len(rules), "read_bytes": read_bytes,

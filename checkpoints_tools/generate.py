@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from checkpoints_tools.command import run_command
+from megatron_vl.command_line import run_command
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """The files of a Hugging Face model folder besides the weights: model, generation and image-processor
-configs, tokenizer and chat template, as ``from_pretrained`` of ``Qwen2_5_VLForConditionalGeneration``,
-``AutoTokenizer`` and ``AutoProcessor`` read them."""
+configs, tokenizer and chat template, written as ``from_pretrained`` of ``Qwen2_5_VLForConditionalGeneration``,
+``AutoTokenizer`` and ``AutoProcessor`` read them, and read back (the mapping itself is ``models/hf_config.py``)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,33 @@ from pathlib import Path
 
 from checkpoints_tools.chat_template import CHAT_TEMPLATE
 from megatron_vl.config.model import VLModelConfig
-from megatron_vl.data.images import IMAGE_MEAN, IMAGE_STD, ImageSettings
-from megatron_vl.models.hf_mapping import hf_config_dict
+from megatron_vl.data.images import ImageSettings
+from megatron_vl.models.hf_config import image_settings_from_hf, to_hf_config, to_hf_preprocessor_config
 from megatron_vl.tokenizer import Tokenizer
 
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
+PREPROCESSOR_CONFIG_FILE = "preprocessor_config.json"
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object from ``path``; ``what`` says who needs it, for the error message."""
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing; {what} needs it") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); restore it from the checkpoint's source") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} should hold a JSON object")
+    return value
+
+
+def read_image_settings(directory: Path) -> ImageSettings:
+    """The image settings of a folder's ``preprocessor_config.json``; the defaults when it has none."""
+    path = directory / PREPROCESSOR_CONFIG_FILE
+    if not path.is_file():
+        return ImageSettings()
+    return image_settings_from_hf(read_json(path, "the image settings"))
 
 
 def _write_json(path: Path, value: dict) -> None:
@@ -22,7 +44,7 @@ def _write_json(path: Path, value: dict) -> None:
 
 def model_config(config: VLModelConfig, tokenizer: Tokenizer, dtype: str) -> dict:
     """``config.json``: ``Qwen2_5_VLConfig`` with the tokenizer's special ids and the exported dtype."""
-    hf = hf_config_dict(
+    hf = to_hf_config(
         config,
         vision_start_token_id=tokenizer.vision_start_id,
         vision_end_token_id=tokenizer.vision_end_id,
@@ -43,27 +65,6 @@ def generation_config(tokenizer: Tokenizer) -> dict:
     }
 
 
-def preprocessor_config(settings: ImageSettings) -> dict:
-    """``Qwen2VLImageProcessor``'s settings (the pixels range of the data the model saw)."""
-    return {
-        "image_processor_type": "Qwen2VLImageProcessor",
-        "processor_class": "Qwen2_5_VLProcessor",
-        "do_resize": True,
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "do_convert_rgb": True,
-        "image_mean": list(IMAGE_MEAN),
-        "image_std": list(IMAGE_STD),
-        "min_pixels": settings.min_pixels,
-        "max_pixels": settings.max_pixels,
-        "size": {"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels},
-        "patch_size": settings.patch_size,
-        "temporal_patch_size": settings.temporal_patch_size,
-        "merge_size": settings.merge_size,
-    }
-
-
 def write_hf_folder_files(
     directory: Path, config: VLModelConfig, tokenizer: Tokenizer, settings: ImageSettings, dtype: str
 ) -> list[str]:
@@ -75,7 +76,7 @@ def write_hf_folder_files(
         )
     _write_json(directory / "config.json", model_config(config, tokenizer, dtype))
     _write_json(directory / "generation_config.json", generation_config(tokenizer))
-    _write_json(directory / "preprocessor_config.json", preprocessor_config(settings))
+    _write_json(directory / PREPROCESSOR_CONFIG_FILE, to_hf_preprocessor_config(settings))
     tokenizer.save_hf(str(directory))
     tokenizer_config_path = directory / "tokenizer_config.json"
     tokenizer_config = json.loads(tokenizer_config_path.read_text())

@@ -4,15 +4,31 @@
 torchvision is missing the processor cannot be built at all, so the same inputs are assembled from the
 folder's ``AutoTokenizer`` (chat template included) and ``AutoImageProcessor`` (its PIL backend), exactly as the
 processor does: each ``<|image_pad|>`` becomes one per merged patch of its image.
+
+A folder without a chat template or without ``preprocessor_config.json`` (a hub checkpoint assembled by hand,
+an older export) still works: ours are used for what it lacks (our chat template, the given image settings),
+and the route says so.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+from checkpoints_tools.chat_template import CHAT_TEMPLATE
+from checkpoints_tools.hf_folder_files import CHAT_TEMPLATE_FILE, PREPROCESSOR_CONFIG_FILE
+from megatron_vl.data.images import ImageSettings
+from megatron_vl.models.hf_config import to_hf_preprocessor_config
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
 def draw_image(width: int, height: int, seed: int) -> Image.Image:
@@ -33,6 +49,39 @@ def chat_messages(prompt: str) -> list[dict]:
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
 
 
+def _has_chat_template(hf_dir: Path) -> bool:
+    if (hf_dir / CHAT_TEMPLATE_FILE).is_file() or (hf_dir / "chat_template.json").is_file():
+        return True
+    tokenizer_config = hf_dir / "tokenizer_config.json"
+    return tokenizer_config.is_file() and bool(json.loads(tokenizer_config.read_text()).get("chat_template"))
+
+
+@contextlib.contextmanager
+def processor_folder(hf_dir: str | Path, image_settings: ImageSettings) -> Iterator[tuple[Path, list[str]]]:
+    """The folder to load the processor from, and notes on what of ours it uses: ``hf_dir`` itself when it has a
+    chat template and a preprocessor config, else a temporary copy of its small files with ours filled in."""
+    hf_dir = Path(hf_dir)
+    has_template, has_preprocessor = _has_chat_template(hf_dir), (hf_dir / PREPROCESSOR_CONFIG_FILE).is_file()
+    notes = []
+    if not has_template:
+        notes.append("megatron-vl's chat template (the folder has none)")
+    if not has_preprocessor:
+        notes.append(f"megatron-vl's image settings {image_settings.to_dict()} (the folder has no {PREPROCESSOR_CONFIG_FILE})")
+    if not notes:
+        yield hf_dir, notes
+        return
+    with tempfile.TemporaryDirectory(prefix="mvl-processor-") as temporary:
+        folder = Path(temporary)
+        for path in hf_dir.iterdir():
+            if path.is_file() and not path.name.endswith(WEIGHT_SUFFIXES):
+                shutil.copy(path, folder / path.name)
+        if not has_template:
+            (folder / CHAT_TEMPLATE_FILE).write_text(CHAT_TEMPLATE)
+        if not has_preprocessor:
+            (folder / PREPROCESSOR_CONFIG_FILE).write_text(json.dumps(to_hf_preprocessor_config(image_settings)))
+        yield folder, notes
+
+
 def load_processor(hf_dir: str | Path):
     """``AutoProcessor`` of the folder, or None where torchvision (needed by its video processor) is missing."""
     from transformers import AutoProcessor
@@ -48,11 +97,25 @@ PRETRAINING_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 
 
 def multimodal_inputs(
-    hf_dir: str | Path, image: Image.Image, prompt: str, *, chat: bool = True
+    hf_dir: str | Path,
+    image: Image.Image,
+    prompt: str,
+    *,
+    chat: bool = True,
+    fallback_image_settings: ImageSettings = ImageSettings(),
 ) -> tuple[dict[str, torch.Tensor], str]:
     """The processor's outputs (``input_ids``, ``attention_mask``, ``mm_token_type_ids``, ``pixel_values``,
     ``image_grid_thw``) for one chat turn with ``image`` (or, with ``chat=False``, the image followed by
-    ``prompt`` as in a pre-training document), and which route built them."""
+    ``prompt`` as in a pre-training document), and which route built them (naming anything of ours it used;
+    ``fallback_image_settings`` stand in for a missing preprocessor config)."""
+    with processor_folder(hf_dir, fallback_image_settings) as (folder, notes):
+        inputs, route = _processor_inputs(folder, image, prompt, chat)
+    if notes:
+        route = f"{route}, with {' and '.join(notes)}"
+    return inputs, route
+
+
+def _processor_inputs(hf_dir: Path, image: Image.Image, prompt: str, chat: bool) -> tuple[dict[str, torch.Tensor], str]:
     processor = load_processor(hf_dir)
     if processor is not None:
         text = _prompt_text(processor, prompt, chat)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from checkpoints_tools.hf_layout import memory_name
+from checkpoints_tools.hf_tensor_names import memory_name
 from checkpoints_tools.safetensors_files import SafetensorsCheckpoint
 
 _MTP = re.compile(r"model\.language_model\.mtp_layers\.(\d+)\.")

@@ -1,4 +1,4 @@
-"""One checkpoint of a run, as ``megatron_vl/training/checkpoint_layout.py`` lays it out: its directory,
+"""One checkpoint of a run, as ``megatron_vl/training/checkpoint_files.py`` lays it out: its directory,
 run record, model config, image settings and tokenizer."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from megatron_vl.config.model import VLModelConfig
 from megatron_vl.config.serialization import config_from_dict
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.tokenizer import Tokenizer, load_tokenizer
-from megatron_vl.training import checkpoint_layout as layout
+from megatron_vl.training import checkpoint_files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,18 +31,18 @@ def open_run_checkpoint(path: str | Path, iteration: int | None = None, tokenize
     ``tokenizer`` replaces the tokenizer stored in the checkpoint (needed when the run stored none).
     """
     path = Path(path)
-    if (path / layout.RUN_FILE).is_file():
+    if (path / checkpoint_files.RUN_FILE).is_file():
         directory = path
     else:
-        directory, iteration = layout.resolve_checkpoint(path, iteration)
-    record = layout.read_run_record(directory)
-    run_file = directory / layout.RUN_FILE
+        directory, iteration = checkpoint_files.resolve_checkpoint(path, iteration)
+    record = checkpoint_files.read_run_record(directory)
+    run_file = directory / checkpoint_files.RUN_FILE
     for field in ("model", "image_settings"):
         if field not in record:
             raise ValueError(f"{run_file} has no {field!r}; it was not written by megatron-vl training or from_hf")
     config = config_from_dict(VLModelConfig, record["model"], where=f"{run_file} model")
     settings = ImageSettings.from_dict(record["image_settings"])
-    stored = directory / layout.TOKENIZER_DIR
+    stored = directory / checkpoint_files.TOKENIZER_DIR
     if tokenizer is None:
         if not stored.is_dir():
             raise ValueError(f"{directory} stores no tokenizer; pass --tokenizer with the tokenizer the run trained with")

@@ -235,22 +235,3 @@ def _plan_shards(plan, max_shard_bytes: int) -> list[tuple[int, int]]:
         size += nbytes
     shards.append((start, len(plan)))
     return shards
-
-
-def parse_size(text: str) -> int:
-    """``5GB``, ``500MB``, ``2GiB`` or a plain byte count."""
-    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9, "b": 1}
-    lowered = text.strip().lower()
-    for unit, factor in units.items():
-        if lowered.endswith(unit):
-            number = lowered[: -len(unit)].strip()
-            break
-    else:
-        number, factor = lowered, 1
-    try:
-        value = int(float(number) * factor)
-    except ValueError:
-        raise ValueError(f"cannot read the size {text!r}: write e.g. 5GB, 500MB or a byte count") from None
-    if value <= 0:
-        raise ValueError(f"size {text!r} must be positive")
-    return value

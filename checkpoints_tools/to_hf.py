@@ -12,23 +12,23 @@ fused QKV into q, k, v), reading only the chunks that hold it: memory stays at a
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from checkpoints_tools.command import human_bytes, run_command
-from checkpoints_tools.dist_layout import Placement, placements
+from checkpoints_tools.dist_placement import Placement, placements
 from checkpoints_tools.dist_reader import DistCheckpointReader
 from checkpoints_tools.hf_folder_files import write_hf_folder_files
-from checkpoints_tools.hf_layout import expected_shapes, saved_name
+from checkpoints_tools.hf_tensor_names import expected_shapes, saved_name
 from checkpoints_tools.run_checkpoint import open_run_checkpoint
-from checkpoints_tools.safetensors_files import ShardedSafetensorsWriter, parse_size
+from checkpoints_tools.safetensors_files import ShardedSafetensorsWriter
+from megatron_vl.command_line import human_bytes, parse_byte_size, run_command
+from megatron_vl.files import partial_directory, publish_directory
 from megatron_vl.models.hf_mapping import weight_rules
+from megatron_vl.progress import track
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
@@ -85,11 +85,11 @@ def export(
     rules = weight_rules(run.config)
     hf_shapes = expected_shapes(run.config)
     plan = [(saved_name(name), hf_shapes[name], out_dtype) for rule in rules for name in rule.hf]
-    partial = out.with_name(out.name + ".partial")
+    partial = partial_directory(out)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    writer = ShardedSafetensorsWriter(partial, plan, parse_size(max_shard_size))
-    for rule in tqdm(rules, desc="tensor groups", unit="group", disable=not progress):
+    writer = ShardedSafetensorsWriter(partial, plan, parse_byte_size(max_shard_size))
+    for rule in track(rules, desc="tensor groups", unit="groups", enabled=progress):
         tensors = read_group(reader, [items[name] for name in rule.megatron])
         for name, tensor in zip(rule.hf, rule.to_hf(*tensors)):
             writer.write(saved_name(name), tensor.to(out_dtype))
@@ -97,7 +97,7 @@ def export(
     side_files = write_hf_folder_files(partial, run.config, run.tokenizer, run.image_settings, DTYPE_NAMES[out_dtype])
     if out.exists():
         out.rmdir()
-    os.replace(partial, out)
+    publish_directory(partial, out)
     return {
         "iteration": run.iteration,
         "tensors": len(plan),

@@ -2,7 +2,8 @@
 
     python -m checkpoints_tools.verify --ckpt runs/stage3/checkpoints --hf hf/stage3 [--per-layer] [--threshold 1e-3]
 
-Draws a picture, builds one chat turn about it with the folder's processor (chat template, image processor),
+Draws a picture, builds one chat turn about it with the folder's processor (chat template, image processor;
+ours, with a note, where the folder has none),
 runs megatron-vl's ``VLModel`` loaded by megatron-core's own ``dist_checkpointing.load`` (TP=1, PP=1, float32)
 and transformers' ``Qwen2_5_VLForConditionalGeneration.from_pretrained`` (float32; it computes its own M-RoPE
 positions, ours come from ``megatron_vl.data.mrope``), and prints the largest absolute logit difference;
@@ -19,25 +20,26 @@ import sys
 
 import torch
 
-from checkpoints_tools.command import run_command
+from megatron_vl.command_line import run_command
 from checkpoints_tools.hf_inputs import draw_image, multimodal_inputs
 from checkpoints_tools.run_checkpoint import RunCheckpoint, open_run_checkpoint
 
 
-def load_our_model(run: RunCheckpoint):
+def load_our_model(run: RunCheckpoint, platform):
     """``VLModel`` at TP=1 PP=1 in float32, loaded from the dist checkpoint by megatron-core itself."""
     from megatron.core import dist_checkpointing
 
     from megatron_vl.config.parallel import ParallelConfig
     from megatron_vl.models import VLModel
-    from megatron_vl.runtime import init_single_process, initialize_model_parallel, set_seed
+    from megatron_vl.runtime.distributed import init_single_process
+    from megatron_vl.runtime.model_parallel import initialize_model_parallel, set_seed
 
-    init_single_process()
+    init_single_process(platform)
     parallel = ParallelConfig()
     pgs = initialize_model_parallel(parallel)
     set_seed(0, pgs)
-    config = dataclasses.replace(run.config, dtype="float32", first_pipeline_stage_language_layers=None)
-    model = VLModel(config, parallel=parallel, pg_collection=pgs)
+    config = dataclasses.replace(run.config, dtype="float32")
+    model = VLModel(config, parallel=parallel, pg_collection=pgs, platform=platform)
     loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(run.directory))
     model.load_state_dict(loaded["model"])
     return model.eval()
@@ -70,11 +72,15 @@ def compare(run: RunCheckpoint, hf_dir, *, width: int, height: int, seed: int, p
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from megatron_vl.data.mrope import mrope_position_ids
+    from megatron_vl.runtime.platform import detect_platform
 
-    inputs, route = multimodal_inputs(hf_dir, draw_image(width, height, seed), prompt)
-    ours = load_our_model(run)
+    inputs, route = multimodal_inputs(
+        hf_dir, draw_image(width, height, seed), prompt, fallback_image_settings=run.image_settings
+    )
+    platform = detect_platform()
+    ours = load_our_model(run, platform)
     theirs = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(platform.device)
     theirs.to(device)
     inputs = {key: value.to(device) for key, value in inputs.items()}
 

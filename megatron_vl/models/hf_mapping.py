@@ -1,4 +1,5 @@
-"""In-memory weight mapping between ``VLModel`` (TP=1, PP=1 state dict) and HF ``Qwen2_5_VLForConditionalGeneration``.
+"""In-memory weight mapping between ``VLModel`` (TP=1, PP=1 state dict) and HF ``Qwen2_5_VLForConditionalGeneration``
+(the config mapping, both ways, is ``models/hf_config.py``).
 
 The mapping is a list of ``WeightRule``s, each converting one small group of tensors (e.g. one layer's
 q, k and v) in either direction, so a converter can stream a 7B checkpoint layer by layer: take the
@@ -22,8 +23,6 @@ import torch
 from megatron_vl.config.model import VLModelConfig
 
 Tensors = tuple[torch.Tensor, ...]
-
-HF_VISION_NORM_EPS = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,74 +177,3 @@ def to_hf(state_dict: Mapping[str, torch.Tensor], config: VLModelConfig) -> dict
 def from_hf(hf_state_dict: Mapping[str, torch.Tensor], config: VLModelConfig) -> dict[str, torch.Tensor]:
     """``Qwen2_5_VLForConditionalGeneration`` state dict -> ``VLModel`` state dict (TP=1, PP=1)."""
     return _convert(hf_state_dict, weight_rules(config), "hf", "megatron", "from_hf", "the HF state dict")
-
-
-def hf_config_dict(
-    config: VLModelConfig,
-    *,
-    vision_start_token_id: int,
-    vision_end_token_id: int,
-    video_token_id: int,
-    bos_token_id: int | None = None,
-    eos_token_id: int | None = None,
-) -> dict:
-    """The ``Qwen2_5_VLConfig`` of this model as a dict (``Qwen2_5_VLConfig(**d)`` or a ``config.json``).
-
-    Special-token ids come from the tokenizer. Rotary settings are written both as transformers 5's
-    ``rope_parameters`` (ViT) and as the ``rope_theta`` / ``rope_scaling`` fields older readers expect (LLM).
-    """
-    vision, language = config.vision, config.language
-    if config.projector.ffn_hidden_size != vision.merged_hidden_size:
-        raise ValueError(
-            f"ProjectorConfig.ffn_hidden_size={config.projector.ffn_hidden_size} but HF's merger is "
-            f"{vision.merged_hidden_size} wide (vision hidden x merge²); this model has no HF equivalent"
-        )
-    if vision.norm_eps != HF_VISION_NORM_EPS or config.projector.norm_eps != HF_VISION_NORM_EPS:
-        raise ValueError(
-            f"HF's Qwen2.5-ViT and merger hard-code RMSNorm eps {HF_VISION_NORM_EPS}; set VisionConfig.norm_eps and "
-            "ProjectorConfig.norm_eps to it for an HF-equivalent model"
-        )
-    return {
-        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
-        "model_type": "qwen2_5_vl",
-        "dtype": config.dtype,
-        "image_token_id": config.image_token_id,
-        "video_token_id": video_token_id,
-        "vision_start_token_id": vision_start_token_id,
-        "vision_end_token_id": vision_end_token_id,
-        "tie_word_embeddings": False,
-        "text_config": {
-            "model_type": "qwen2_5_vl_text",
-            "vocab_size": language.vocab_size,
-            "hidden_size": language.hidden_size,
-            "intermediate_size": language.ffn_hidden_size,
-            "num_hidden_layers": language.num_layers,
-            "num_attention_heads": language.num_attention_heads,
-            "num_key_value_heads": language.num_query_groups,
-            "hidden_act": "silu",
-            "max_position_embeddings": language.max_position_embeddings,
-            "rms_norm_eps": language.norm_eps,
-            "rope_theta": language.rope_theta,
-            "rope_scaling": {"type": "mrope", "mrope_section": list(language.mrope_section)},
-            "bos_token_id": bos_token_id,
-            "eos_token_id": eos_token_id,
-            "tie_word_embeddings": False,
-        },
-        "vision_config": {
-            "model_type": "qwen2_5_vl_vision",
-            "depth": vision.num_layers,
-            "hidden_size": vision.hidden_size,
-            "intermediate_size": vision.ffn_hidden_size,
-            "num_heads": vision.num_attention_heads,
-            "in_channels": vision.in_channels,
-            "patch_size": vision.patch_size,
-            "temporal_patch_size": vision.temporal_patch_size,
-            "spatial_merge_size": vision.spatial_merge_size,
-            "window_size": vision.window_size,
-            "fullatt_block_indexes": list(vision.full_attention_layers),
-            "out_hidden_size": language.hidden_size,
-            "tokens_per_second": vision.tokens_per_second,
-            "hidden_act": "silu",
-            "rope_parameters": {"rope_type": "axial", "rope_theta": vision.rope_theta},
-        },
-    }

@@ -2,7 +2,7 @@
 
 All patches of all images of a micro-batch form one packed sequence [num_patches, 1, hidden] (THD).
 The patch embedding is a linear map of the flattened 3 x 2 x 14 x 14 patch (the same map as HF's
-bias-free Conv3d). Patches are regrouped window by window (``vision_layout``), each layer attends within
+bias-free Conv3d). Patches are regrouped window by window (``vision_windows``), each layer attends within
 its windows or, on full-attention layers, within whole frames, and every token carries a 2D rotary
 embedding of its (row, column) in the image. Tensor parallelism comes from the layer spec's linears;
 with sequence parallelism the packed sequence is split over the TP group between the linears.
@@ -24,7 +24,7 @@ from megatron.core.transformer.transformer_layer import TransformerLayer
 
 from megatron_vl.config.model import VisionConfig
 from megatron_vl.models.packed_attention import packed_seq_params
-from megatron_vl.models.vision_layout import vision_layout
+from megatron_vl.models.vision_windows import vision_windows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,16 +100,16 @@ class VisionEncoder(MegatronModule):
                 f"patches of {vision.patch_dim} values; pass the image processor's flattened patches of all images "
                 "of the micro-batch, in order"
             )
-        layout = vision_layout(
+        windows = vision_windows(
             image_grid_thw.cpu(),
             spatial_merge_size=vision.spatial_merge_size,
             window_merged_patches=vision.window_merged_patches,
         )
         device = pixel_values.device
-        order = layout.patch_order.to(device)
+        order = windows.patch_order.to(device)
         hidden = self.patch_embed(pixel_values.to(self.patch_embed.weight.dtype))[order]
-        rotary = vision_rotary_embedding(layout.positions.to(device)[order], vision.head_dim, vision.rope_theta)
-        window_cu, frame_cu = layout.window_cu_seqlens.to(device), layout.frame_cu_seqlens.to(device)
+        rotary = vision_rotary_embedding(windows.positions.to(device)[order], vision.head_dim, vision.rope_theta)
+        window_cu, frame_cu = windows.window_cu_seqlens.to(device), windows.frame_cu_seqlens.to(device)
 
         # Sequence parallelism splits the sequence evenly over TP ranks: pad it with a segment of its own.
         padding = -num_patches % self.tp_group.size() if self.config.sequence_parallel else 0

@@ -4,7 +4,7 @@ A save writes ``iter_N.partial/`` (model, distributed optimizer state in a resha
 LR scheduler, train state, loader state, every rank's RNG), then the run record and the tokenizer copy;
 once every rank is done, rank 0 renames it to ``iter_N/``, points the ``latest`` marker at it and only
 then deletes checkpoints beyond the newest ``keep_last``. A crash at any point leaves the previous
-checkpoint loadable and named by the marker (see ``checkpoint_layout``). With ``async_save`` the tensors
+checkpoint loadable and named by the marker (see ``checkpoint_files``). With ``async_save`` the tensors
 are written in the background and the same finalisation runs when every rank's write is done.
 
 Loading: a run whose own checkpoint folder has a ``latest`` marker resumes everything, also at another
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -30,8 +29,9 @@ from megatron.core.process_groups_config import ProcessGroupCollection
 
 from megatron_vl.config.serialization import config_to_dict
 from megatron_vl.config.training import CheckpointSettings
+from megatron_vl.files import PARTIAL_DIRECTORY_SUFFIX, publish_directory
 from megatron_vl.tokenizer import Tokenizer
-from megatron_vl.training import checkpoint_layout as layout
+from megatron_vl.training import checkpoint_files
 from megatron_vl.training.rng_state import capture_rng_state, restore_rng_state
 from megatron_vl.training.run_config import RunConfig
 from megatron_vl.training.trainer import Hook, StepResult, Trainer, TrainState
@@ -39,8 +39,6 @@ from megatron_vl.training.trainer import Hook, StepResult, Trainer, TrainState
 logger = logging.getLogger(__name__)
 
 OPTIMIZER_FORMAT_KEY = "distrib_optim_sharding_type"
-LAYOUT_FREE_MODEL_FIELDS = ("dtype", "first_pipeline_stage_language_layers")
-"""Model config fields a checkpoint may differ in from the run loading it."""
 
 
 class Checkpointer:
@@ -66,7 +64,7 @@ class Checkpointer:
         )
         if dist.get_rank() == 0:
             self.root.mkdir(parents=True, exist_ok=True)
-            stale = [path for path in self.root.iterdir() if path.name.endswith(layout.PARTIAL_SUFFIX)]
+            stale = [path for path in self.root.iterdir() if path.name.endswith(PARTIAL_DIRECTORY_SUFFIX)]
             for path in stale:
                 logger.warning("removing %s: a save that did not finish (the run was killed while saving)", path)
                 shutil.rmtree(path)
@@ -80,7 +78,7 @@ class Checkpointer:
         if iteration == self.last_saved:
             return
         self.wait()
-        partial = layout.partial_dir(self.root, iteration)
+        partial = checkpoint_files.partial_dir(self.root, iteration)
         if dist.get_rank() == 0:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
@@ -119,18 +117,17 @@ class Checkpointer:
 
     def _publish(self, iteration: int, record: dict) -> None:
         """Every rank's part is written: rank 0 completes the checkpoint and moves the marker to it."""
-        partial = layout.partial_dir(self.root, iteration)
+        partial = checkpoint_files.partial_dir(self.root, iteration)
         dist.barrier()
         if dist.get_rank() == 0:
-            self.tokenizer.save_hf(str(partial / layout.TOKENIZER_DIR))
-            layout.write_run_record(partial, record)
-            final = layout.iteration_dir(self.root, iteration)
+            self.tokenizer.save_hf(str(partial / checkpoint_files.TOKENIZER_DIR))
+            checkpoint_files.write_run_record(partial, record)
+            final = checkpoint_files.iteration_dir(self.root, iteration)
             if final.exists():
                 # Left by a crash between the rename and the marker of an earlier save of this iteration.
                 shutil.rmtree(final)
-            os.rename(partial, final)
-            _fsync_directory(self.root)
-            layout.write_latest_iteration(self.root, iteration)
+            publish_directory(partial, final)
+            checkpoint_files.write_latest_iteration(self.root, iteration)
             logger.info("saved checkpoint %s", final)
             self._delete_old(iteration)
         dist.barrier()
@@ -138,14 +135,14 @@ class Checkpointer:
     def _delete_old(self, newest: int) -> None:
         if self.settings.keep_last is None:
             return
-        complete = [it for it in layout.complete_iterations(self.root) if it <= newest]
+        complete = [it for it in checkpoint_files.complete_iterations(self.root) if it <= newest]
         for iteration in complete[: -self.settings.keep_last]:
-            shutil.rmtree(layout.iteration_dir(self.root, iteration))
+            shutil.rmtree(checkpoint_files.iteration_dir(self.root, iteration))
             logger.info("deleted checkpoint of iteration %d (keeping the last %d)", iteration, self.settings.keep_last)
 
     def _run_record(self, state: TrainState) -> dict:
         run = self.run
-        return layout.run_record(
+        return checkpoint_files.run_record(
             model=run.model,
             parallel=run.recipe.parallel,
             iteration=state.iteration,
@@ -176,7 +173,7 @@ class Checkpointer:
             pgs = self.pg_collection
             state["rng"] = ShardedObject(
                 "rng_state",
-                capture_rng_state(),
+                capture_rng_state(with_cuda=self.run.platform.on_gpu),
                 (pgs.pp.size(), pgs.tp.size(), pgs.dp.size()),
                 (pgs.pp.rank(), pgs.tp.rank(), pgs.dp.rank()),
                 replica_id=0,
@@ -187,10 +184,10 @@ class Checkpointer:
 
     def resume(self, trainer: Trainer) -> bool:
         """Load everything from this stage's latest checkpoint; False when the stage has none yet."""
-        if layout.read_latest_iteration(self.root) is None:
+        if checkpoint_files.read_latest_iteration(self.root) is None:
             return False
-        directory, iteration = layout.resolve_checkpoint(self.root)
-        record = layout.read_run_record(directory)
+        directory, iteration = checkpoint_files.resolve_checkpoint(self.root)
+        record = checkpoint_files.read_run_record(directory)
         recipe = self.run.recipe
         saved_trains = record["run"]["recipe"]["trains"]
         if saved_trains != config_to_dict(recipe.trains):
@@ -217,7 +214,7 @@ class Checkpointer:
         trainer.state = TrainState(**loaded["train_state"])
         trainer.loader.load_state_dict(loaded["loader"])
         if same_layout:
-            restore_rng_state(loaded["rng"])
+            restore_rng_state(loaded["rng"], with_cuda=self.run.platform.on_gpu)
         else:
             logger.warning(
                 "resuming at another layout (saved: %s on %d ranks): RNG states start afresh",
@@ -229,8 +226,8 @@ class Checkpointer:
 
     def load_weights(self, trainer: Trainer, init_from: str) -> int:
         """A new stage: the model weights of ``init_from``'s latest checkpoint, nothing else; returns its iteration."""
-        directory, iteration = layout.resolve_checkpoint(init_from)
-        record = layout.read_run_record(directory)
+        directory, iteration = checkpoint_files.resolve_checkpoint(init_from)
+        record = checkpoint_files.read_run_record(directory)
         self._check_model(record, directory)
         trainable = trainer.trainable
         loaded = dist_checkpointing.load({"model": trainable.model.sharded_state_dict()}, str(directory))
@@ -246,10 +243,11 @@ class Checkpointer:
             raise ValueError(
                 f"{directory} was trained with tokenizer {saved_fingerprint[:12]}..., this run uses "
                 f"{self.run.paths.tokenizer} ({self.tokenizer.fingerprint[:12]}...); use the checkpoint's tokenizer "
-                f"({directory / layout.TOKENIZER_DIR}) and data packed with it"
+                f"({directory / checkpoint_files.TOKENIZER_DIR}) and data packed with it"
             )
-        saved = {k: v for k, v in record["model"].items() if k not in LAYOUT_FREE_MODEL_FIELDS}
-        current = {k: v for k, v in config_to_dict(self.run.model).items() if k not in LAYOUT_FREE_MODEL_FIELDS}
+        # Precision is the one model field a run may change when it loads a checkpoint.
+        saved = {k: v for k, v in record["model"].items() if k != "dtype"}
+        current = {k: v for k, v in config_to_dict(self.run.model).items() if k != "dtype"}
         if saved != current:
             different = sorted(key for key in current if saved.get(key) != current[key])
             raise ValueError(
@@ -258,16 +256,11 @@ class Checkpointer:
             )
 
 
-def _fsync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 class CheckpointHook(Hook):
-    """Saves every ``save_every`` iterations, at the end of the stage, and when a hook stopped the run."""
+    """Saves every ``save_every`` iterations, at the end of the stage, and when a hook stopped the run; the last
+    hook of a step (priority 500), so that the step is complete and a stop is known when it decides."""
+
+    priority = 500
 
     def __init__(self, checkpointer: Checkpointer, save_every: int) -> None:
         self.checkpointer = checkpointer

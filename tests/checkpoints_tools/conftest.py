@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from checkpoints_tools.from_hf import ImportRequest, import_checkpoint
-from checkpoints_tools.hf_folder_files import preprocessor_config
+from megatron_vl.models.hf_config import to_hf_preprocessor_config
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.models.hf_mapping import from_hf
 from megatron_vl.tokenizer import TRAINED_SPECIAL_IDS, train_bpe_tokenizer
@@ -64,7 +64,7 @@ def world(tmp_path_factory) -> World:
     hf_dir = root / "hf"
     hf.save_pretrained(hf_dir, max_shard_size="1MB")
     tokenizer.save_hf(str(hf_dir))
-    (hf_dir / "preprocessor_config.json").write_text(json.dumps(preprocessor_config(IMAGE_SETTINGS)))
+    (hf_dir / "preprocessor_config.json").write_text(json.dumps(to_hf_preprocessor_config(IMAGE_SETTINGS)))
     tokenizer_dir = root / "tokenizer"
     tokenizer.save_hf(str(tokenizer_dir))
 

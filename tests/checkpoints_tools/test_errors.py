@@ -8,7 +8,7 @@ import pytest
 from checkpoints_tools import from_hf, to_hf
 from checkpoints_tools.from_hf import ImportRequest, import_checkpoint
 from checkpoints_tools.to_hf import export
-from megatron_vl.training import checkpoint_layout as layout
+from megatron_vl.training import checkpoint_files
 
 
 def _copy(source, target):
@@ -27,7 +27,7 @@ def test_wrong_preset_names_the_tensor_both_shapes_and_the_fix(world, tmp_path, 
 
 def test_preset_that_fits_is_accepted(world, tmp_path):
     import_checkpoint(ImportRequest(out=tmp_path / "out", hf=world.hf_dir, preset="tiny"), progress=False)
-    assert layout.read_latest_iteration(tmp_path / "out") == 0
+    assert checkpoint_files.read_latest_iteration(tmp_path / "out") == 0
 
 
 def test_layout_that_cannot_split_the_model(world, tmp_path):
@@ -53,7 +53,7 @@ def test_missing_truncated_and_unindexed_safetensors(world, tmp_path):
 
 def test_missing_and_corrupt_dist_checkpoint_files(world, tmp_path, capsys):
     root = _copy(world.megatron_roots[(2, 2)], tmp_path / "ckpt")
-    iteration = layout.iteration_dir(root, 1)
+    iteration = checkpoint_files.iteration_dir(root, 1)
     data_file = iteration / "__1_0.distcp"
     original = data_file.read_bytes()
     data_file.write_bytes(b"\0" * len(original))

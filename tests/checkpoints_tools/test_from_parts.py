@@ -10,7 +10,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from checkpoints_tools.from_hf import ImportRequest, import_checkpoint
 from checkpoints_tools.safetensors_files import SafetensorsCheckpoint
 from checkpoints_tools.to_hf import export
-from megatron_vl.training import checkpoint_layout as layout
+from megatron_vl.training import checkpoint_files
 
 MTP_LAYERS = 2
 
@@ -49,7 +49,7 @@ def test_parts_become_one_checkpoint(world, text_llm, tmp_path):
     notes = " ".join(summary["notes"])
     assert f"left out {MTP_LAYERS} multi-token-prediction layer(s) ({2 * MTP_LAYERS} tensors)" in notes
     assert "initialised the projector" in notes
-    record = layout.read_run_record(layout.iteration_dir(tmp_path / "init", 0))
+    record = checkpoint_files.read_run_record(checkpoint_files.iteration_dir(tmp_path / "init", 0))
     assert record["model"]["language"]["mrope_section"] == [2, 3, 3]
     assert record["written_by"] == "checkpoints_tools.from_hf"
 

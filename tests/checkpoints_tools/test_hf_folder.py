@@ -89,3 +89,28 @@ def test_generate_command(exported, tmp_path, capsys):
     assert "has no config.json" in capsys.readouterr().err
     assert generate_command.main(["--hf", str(exported), "--image", str(tmp_path / "missing.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_folder_without_chat_template_or_preprocessor_config_uses_ours_and_says_so(exported, tmp_path):
+    import json
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(exported, bare)
+    (bare / "chat_template.jinja").unlink()
+    (bare / "preprocessor_config.json").unlink()
+    tokenizer_config = json.loads((bare / "tokenizer_config.json").read_text())
+    del tokenizer_config["chat_template"]
+    (bare / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+
+    image = draw_image(200, 150, seed=5)
+    expected, plain_route = multimodal_inputs(exported, image, "Describe the picture.")
+    inputs, route = multimodal_inputs(bare, image, "Describe the picture.", fallback_image_settings=IMAGE_SETTINGS)
+    assert "megatron-vl's chat template (the folder has none)" in route and "no preprocessor_config.json" in route
+    assert "megatron-vl" not in plain_route
+    assert set(inputs) == set(expected)
+    for key in expected:
+        assert torch.equal(inputs[key], expected[key]), key
+    assert sorted(path.name for path in bare.iterdir()) == sorted(
+        name for name in (path.name for path in exported.iterdir()) if name not in ("chat_template.jinja", "preprocessor_config.json")
+    )

@@ -12,7 +12,7 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 from checkpoints_tools.safetensors_files import SafetensorsCheckpoint
 from checkpoints_tools.to_hf import export
 from megatron_vl.models.hf_mapping import from_hf
-from megatron_vl.training import checkpoint_layout as layout
+from megatron_vl.training import checkpoint_files
 from tests.checkpoints_tools.conftest import LAYOUTS
 
 
@@ -45,15 +45,15 @@ def _layout(directory):
 
 def test_import_writes_the_layout_megatron_saves(world):
     ours = _layout(world.imported / "iter_0000000")
-    megatrons = _layout(layout.iteration_dir(world.megatron_roots[(2, 2)], 1))
+    megatrons = _layout(checkpoint_files.iteration_dir(world.megatron_roots[(2, 2)], 1))
     assert ours.keys() == megatrons.keys()
     for key in megatrons:
         assert ours[key] == megatrons[key], key
-    record = layout.read_run_record(world.imported / "iter_0000000")
+    record = checkpoint_files.read_run_record(world.imported / "iter_0000000")
     assert record["written_by"] == "checkpoints_tools.from_hf"
     assert (record["parallel"]["tensor_parallel"], record["parallel"]["pipeline_parallel"]) == (2, 2)
     assert record["image_settings"]["max_pixels"] == 28 * 28 * 64
-    assert layout.resolve_checkpoint(world.imported)[1] == 0
+    assert checkpoint_files.resolve_checkpoint(world.imported)[1] == 0
 
 
 def test_import_loads_in_megatron_at_tp2_pp2_with_the_hf_weights(world):

@@ -1,6 +1,9 @@
-"""``python -m checkpoints_tools.verify`` passes an honest export and fails one whose weights drifted."""
+"""``python -m checkpoints_tools.verify`` passes an honest export (also without its chat template and image
+processor config) and fails one whose weights drifted."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -24,6 +27,17 @@ def test_verify_passes_then_fails_on_drifted_weights(world, tmp_path):
     result = _verify("--ckpt", checkpoint, "--hf", str(tmp_path / "hf"), "--per-layer", "--threshold", "1e-4")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS" in result.stdout and "llm layer 3" in result.stdout and "projector" in result.stdout
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tmp_path / "hf", bare)
+    (bare / "chat_template.jinja").unlink()
+    (bare / "preprocessor_config.json").unlink()
+    tokenizer_config = json.loads((bare / "tokenizer_config.json").read_text())
+    del tokenizer_config["chat_template"]
+    (bare / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    result = _verify("--ckpt", checkpoint, "--hf", str(bare), "--threshold", "1e-4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "megatron-vl's chat template (the folder has none)" in result.stdout and "PASS" in result.stdout
 
     folder = SafetensorsCheckpoint(tmp_path / "hf")
     name = "model.norm.weight"

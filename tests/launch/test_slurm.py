@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from megatron_vl.training import checkpoint_layout as layout
+from megatron_vl.training import checkpoint_files
 from megatron_vl.training.metrics_file import read_metrics
 from tests.slurm_cluster import SlurmCluster
 from tests.training.torchrun import TINY_TEST_OVERRIDES
@@ -59,8 +59,8 @@ def test_sbatch_runs_stage1_to_completion(cluster, tmp_path, data_root):
     output = _output(tmp_path, job)
     assert state == "COMPLETED", output[-4000:]
     assert "1 node(s) x 2 rank(s)" in output
-    assert layout.read_latest_iteration(checkpoints) == 4
-    assert layout.complete_iterations(checkpoints) == [2, 4]
+    assert checkpoint_files.read_latest_iteration(checkpoints) == 4
+    assert checkpoint_files.complete_iterations(checkpoints) == [2, 4]
     losses = read_metrics(tmp_path / "checkpoints" / "logs" / STAGE)
     assert [record["iteration"] for record in losses] == [1, 2, 3, 4]
 
@@ -76,9 +76,9 @@ def test_warning_signal_saves_requeues_and_resumes(cluster, tmp_path, data_root)
     state = cluster.wait(job, timeout=600)
     output = _output(tmp_path, job)
     assert state == "COMPLETED", output[-4000:]
-    saved = layout.complete_iterations(checkpoints)
+    saved = checkpoint_files.complete_iterations(checkpoints)
     assert len(saved) == 2 and 1 <= saved[0] < ITERATIONS and saved[1] == ITERATIONS, saved
-    assert f"resumed from {layout.iteration_dir(checkpoints, saved[0])} at iteration {saved[0]}" in output
+    assert f"resumed from {checkpoint_files.iteration_dir(checkpoints, saved[0])} at iteration {saved[0]}" in output
     iterations = [record["iteration"] for record in read_metrics(log_dir)]
     assert iterations == list(range(1, ITERATIONS + 1))
 

@@ -5,7 +5,8 @@ import torch
 from transformers import Qwen2_5_VLConfig
 
 from megatron_vl.config.model import mimo_vl_7b
-from megatron_vl.models.hf_mapping import from_hf, hf_config_dict, interleave_qkv, split_qkv, to_hf, weight_rules
+from megatron_vl.models.hf_config import to_hf_config
+from megatron_vl.models.hf_mapping import from_hf, interleave_qkv, split_qkv, to_hf, weight_rules
 from tests.models.vl_batches import VIDEO, VISION_END, VISION_START, hf_model, tiny_config
 
 
@@ -32,7 +33,7 @@ def test_round_trip_covers_every_hf_tensor():
 def test_hf_config_of_7b():
     config = mimo_vl_7b(image_token_id=151655)
     hf = Qwen2_5_VLConfig(
-        **hf_config_dict(config, vision_start_token_id=151652, vision_end_token_id=151653, video_token_id=151656)
+        **to_hf_config(config, vision_start_token_id=151652, vision_end_token_id=151653, video_token_id=151656)
     )
     text, vision = hf.text_config, hf.vision_config
     assert (text.hidden_size, text.num_hidden_layers, text.num_attention_heads, text.num_key_value_heads) == (4096, 36, 32, 8)
@@ -49,4 +50,4 @@ def test_hf_config_needs_hf_vision_norm_eps():
     config = tiny_config()
     config = dataclasses.replace(config, vision=dataclasses.replace(config.vision, norm_eps=1e-5))
     with pytest.raises(ValueError, match="hard-code RMSNorm eps"):
-        hf_config_dict(config, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END, video_token_id=VIDEO)
+        to_hf_config(config, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END, video_token_id=VIDEO)

@@ -12,7 +12,7 @@ import signal
 import pytest
 import torch
 
-from megatron_vl.training import checkpoint_layout as layout
+from megatron_vl.training import checkpoint_files
 from tests.multirank import run_ranks
 from tests.training import torchrun
 from tests.training.init_checkpoint import checkpoint_tensors, write_init_checkpoint
@@ -83,8 +83,8 @@ def test_kill9_and_sigterm_then_resume_give_the_uninterrupted_losses_bit_for_bit
 def test_sigterm_to_one_rank_saves_and_exits_0(interrupted):
     assert interrupted["sigterm_exit"] == 0
     root = interrupted["copy"] / STAGE1
-    assert layout.read_latest_iteration(root) == interrupted["stopped_at"]
-    record = layout.read_run_record(layout.iteration_dir(root, interrupted["stopped_at"]))
+    assert checkpoint_files.read_latest_iteration(root) == interrupted["stopped_at"]
+    record = checkpoint_files.read_run_record(checkpoint_files.iteration_dir(root, interrupted["stopped_at"]))
     assert record["iteration"] == interrupted["stopped_at"]
     assert "SIGTERM received" in (interrupted["root"] / f"{STAGE1}.log").read_text()
 
@@ -96,12 +96,12 @@ def test_resume_at_another_tensor_parallel_size_continues_the_run(data_root, ini
     assert sorted(resumed) == list(range(stopped_at + 1, ITERATIONS + 1))
     for iteration in resumed:
         assert resumed[iteration] == pytest.approx(expected[iteration], rel=1e-4), iteration
-    assert f"resumed from {copy / STAGE1 / layout.iteration_dir('', stopped_at)}" in (copy / f"{STAGE1}.log").read_text()
+    assert f"resumed from {copy / STAGE1 / checkpoint_files.iteration_dir('', stopped_at)}" in (copy / f"{STAGE1}.log").read_text()
 
 
 def test_stage1_changes_the_projector_only(init_checkpoint, reference):
-    before = checkpoint_tensors(layout.iteration_dir(init_checkpoint, 0))
-    after = checkpoint_tensors(layout.iteration_dir(reference / STAGE1, ITERATIONS))
+    before = checkpoint_tensors(checkpoint_files.iteration_dir(init_checkpoint, 0))
+    after = checkpoint_tensors(checkpoint_files.iteration_dir(reference / STAGE1, ITERATIONS))
     model_keys = [key for key in before if not key.startswith("optimizer.") and "_extra_state" not in key]
     assert any(key.startswith("vision_model.") for key in model_keys)
     for key in model_keys:
@@ -120,16 +120,16 @@ def test_new_stage_takes_the_weights_and_a_fresh_optimizer(data_root, reference)
                  overrides=(f"global_batch_size={BATCH}", f"train_tokens={2 * BATCH * 128}", "checkpoint.save_every=2",
                             "eval.every=2", "logging.profile_steps=[2, 2]"))
     assert sorted(torchrun.losses(reference, STAGE2)) == [1, 2]
-    stage1 = checkpoint_tensors(layout.iteration_dir(reference / STAGE1, ITERATIONS))
-    stage2 = checkpoint_tensors(layout.iteration_dir(reference / STAGE2, 2))
+    stage1 = checkpoint_tensors(checkpoint_files.iteration_dir(reference / STAGE1, ITERATIONS))
+    stage2 = checkpoint_tensors(checkpoint_files.iteration_dir(reference / STAGE2, 2))
     language = [key for key in stage1 if key.startswith("language_model.") and "_extra_state" not in key]
     assert language and all(torch.equal(stage2[key], stage1[key]) for key in language)
     vision = [key for key in stage1 if key.startswith("vision_model.") and "_extra_state" not in key]
     assert any(not torch.equal(stage2[key], stage1[key]) for key in vision)
-    record = layout.read_run_record(layout.iteration_dir(reference / STAGE2, 2))
+    record = checkpoint_files.read_run_record(checkpoint_files.iteration_dir(reference / STAGE2, 2))
     assert record["iteration"] == 2 and record["stage"] == STAGE2
     assert record["consumed_tokens"] == 2 * BATCH * 128
-    common = torch.load(layout.iteration_dir(reference / STAGE2, 2) / "common.pt", weights_only=False)
+    common = torch.load(checkpoint_files.iteration_dir(reference / STAGE2, 2) / "common.pt", weights_only=False)
     assert common["scheduler"]["num_steps"] == 2 and common["train_state"]["iteration"] == 2
     assert int(common["optimizer"]["state"]["common_step"]) == 2
     for rank in (0, 1):

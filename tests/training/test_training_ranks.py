@@ -12,11 +12,11 @@ import torch
 
 from tests.multirank import run_ranks
 
-TINY_ALL = ("parallel.pipeline_parallel=1", "first_pipeline_stage_language_layers=null", "seq_len=128", "global_batch_size=4", "num_workers=0", "eval.every=null", "train_tokens=4096",
+TINY_ALL = ("parallel.first_pipeline_stage_language_layers=null", "parallel.pipeline_parallel=1", "seq_len=128", "global_batch_size=4", "num_workers=0", "eval.every=null", "train_tokens=4096",
             'blend=[{"kind": "caption", "weight": 1}, {"kind": "interleaved", "weight": 1}]')
 LAYOUTS = {
     "DP=2": (),
-    "PP=2": ("parallel.pipeline_parallel=2", "first_pipeline_stage_language_layers=1"),
+    "PP=2": ("parallel.pipeline_parallel=2", "parallel.first_pipeline_stage_language_layers=1"),
     "TP=2 SP recompute": ("parallel.tensor_parallel=2", "parallel.sequence_parallel=true", "recompute.enabled=true"),
 }
 
@@ -24,6 +24,7 @@ LAYOUTS = {
 def _run(data_root, root, stage, overrides):
     from megatron_vl.config.overrides import apply_overrides
     from megatron_vl.config.recipe import load_recipe
+    from megatron_vl.runtime.platform import detect_platform
     from megatron_vl.tokenizer import load_tokenizer
     from megatron_vl.training.run_config import RunPaths, resolve_run
 
@@ -31,12 +32,12 @@ def _run(data_root, root, stage, overrides):
     paths = RunPaths(data_root=str(data_root), checkpoint_root=str(root), log_root=str(root / "logs"),
                      tokenizer=str(data_root / "tokenizer"))
     tokenizer = load_tokenizer(paths.tokenizer)
-    return resolve_run(recipe, paths, tokenizer), tokenizer
+    return resolve_run(recipe, paths, tokenizer, detect_platform()), tokenizer
 
 
 def _trainer(data_root, root, stage="stage3_multimodal", overrides=TINY_ALL, full=None):
     from megatron_vl.models.sharding import load_full_state_dict
-    from megatron_vl.runtime import initialize_model_parallel, set_seed
+    from megatron_vl.runtime.model_parallel import initialize_model_parallel, set_seed
     from megatron_vl.training.build import build_trainer
 
     run, tokenizer = _run(data_root, root, stage, overrides)
@@ -109,7 +110,7 @@ def _param_groups(data_root, root) -> list[dict]:
 def _checkpoint_cases(data_root, root, full) -> dict:
     from unittest import mock
 
-    from megatron_vl.training import checkpoint_layout as layout
+    from megatron_vl.training import checkpoint_files
     from megatron_vl.training import checkpointing
 
     cases = {}
@@ -121,31 +122,31 @@ def _checkpoint_cases(data_root, root, full) -> dict:
         trainer.train_step(batches)
         checkpointer.save(trainer)
         saved[trainer.state.iteration] = _parameters(trainer)
-    cases["kept"] = layout.complete_iterations(root / "stage3_multimodal")
+    cases["kept"] = checkpoint_files.complete_iterations(root / "stage3_multimodal")
     trainer.train_step(batches)
-    with mock.patch.object(checkpointing.os, "rename", side_effect=OSError("killed before the rename")):
+    with mock.patch.object(checkpointing, "publish_directory", side_effect=OSError("killed before the rename")):
         with pytest.raises(OSError):
             checkpointer.save(trainer)
     stage_dir = root / "stage3_multimodal"
-    cases["after_crash_before_rename"] = (sorted(p.name for p in stage_dir.iterdir()), layout.read_latest_iteration(stage_dir))
+    cases["after_crash_before_rename"] = (sorted(p.name for p in stage_dir.iterdir()), checkpoint_files.read_latest_iteration(stage_dir))
 
     resumed, checkpointer = _trainer(data_root, root, overrides=overrides, full=None)
-    cases["partial_removed"] = not layout.partial_dir(stage_dir, 4).exists()
+    cases["partial_removed"] = not checkpoint_files.partial_dir(stage_dir, 4).exists()
     assert checkpointer.resume(resumed)
     cases["resumed_iteration"] = resumed.state.iteration
     cases["resumed_parameters_equal"] = all(torch.equal(a, b) for a, b in zip(_parameters(resumed), saved[3]))
     batches = iter(resumed.loader)
     resumed.train_step(batches)
-    with mock.patch.object(checkpointing.layout, "write_latest_iteration", side_effect=OSError("killed before the marker")):
+    with mock.patch.object(checkpointing.checkpoint_files, "write_latest_iteration", side_effect=OSError("killed before the marker")):
         with pytest.raises(OSError):
             checkpointer.save(resumed)
-    cases["after_crash_before_marker"] = (layout.complete_iterations(stage_dir), layout.read_latest_iteration(stage_dir))
+    cases["after_crash_before_marker"] = (checkpoint_files.complete_iterations(stage_dir), checkpoint_files.read_latest_iteration(stage_dir))
     again, checkpointer = _trainer(data_root, root, overrides=overrides, full=None)
     checkpointer.resume(again)
     cases["resumed_after_marker_crash"] = again.state.iteration
     again.train_step(iter(again.loader))
     checkpointer.save(again)
-    cases["saved_over_stale"] = (layout.complete_iterations(stage_dir), layout.read_latest_iteration(stage_dir))
+    cases["saved_over_stale"] = (checkpoint_files.complete_iterations(stage_dir), checkpoint_files.read_latest_iteration(stage_dir))
 
     async_trainer, async_checkpointer = _trainer(
         data_root, root / "async", overrides=(*TINY_ALL, "checkpoint.async_save=true"), full=full
@@ -154,7 +155,7 @@ def _checkpoint_cases(data_root, root, full) -> dict:
     async_checkpointer.save(async_trainer)
     async_checkpointer.close()
     async_dir = root / "async" / "stage3_multimodal"
-    cases["async"] = (layout.read_latest_iteration(async_dir), layout.complete_iterations(async_dir))
+    cases["async"] = (checkpoint_files.read_latest_iteration(async_dir), checkpoint_files.complete_iterations(async_dir))
     reloaded, reload_checkpointer = _trainer(data_root, root / "async", overrides=TINY_ALL, full=None)
     reload_checkpointer.resume(reloaded)
     cases["async_parameters_equal"] = all(

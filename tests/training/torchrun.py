@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from megatron_vl.training import checkpoint_layout as layout
+from megatron_vl.training import checkpoint_files
 from megatron_vl.training.metrics_file import read_metrics
 from tests.training.training_data import SEQ_LEN
 
@@ -79,7 +79,7 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 240, what: s
 
 
 def latest(checkpoint_root: Path, stage: str) -> int | None:
-    return layout.read_latest_iteration(checkpoint_root / stage)
+    return checkpoint_files.read_latest_iteration(checkpoint_root / stage)
 
 
 def losses(checkpoint_root: Path, stage: str) -> dict[int, tuple[float, float]]:

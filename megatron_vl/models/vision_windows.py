@@ -1,4 +1,5 @@
-"""Where the patches of several packed images go in the ViT: window order, attention segments, 2D positions.
+"""The ViT's attention windows over several packed images: the window order of the patches, the window and
+frame segments, and each patch's 2D position.
 
 The image processor emits each image's patches in merge-group order: the ``m x m`` patches of one merged
 token are consecutive, merged tokens run row-major. The ViT regroups merged tokens window by window
@@ -15,8 +16,8 @@ import torch
 
 
 @dataclasses.dataclass(frozen=True)
-class VisionLayout:
-    """The packed-sequence layout of one batch of images (all tensors on the CPU)."""
+class VisionWindows:
+    """The patches of one batch of images in window order, with both segmentations (all tensors on the CPU)."""
 
     patch_order: torch.Tensor
     """[num_patches] long: the ViT's sequence position ``i`` holds input patch ``patch_order[i]``."""
@@ -32,8 +33,8 @@ def _cu_seqlens(lengths: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(lengths.cumsum(0), (1, 0)).to(torch.int32)
 
 
-def vision_layout(image_grid_thw: torch.Tensor, *, spatial_merge_size: int, window_merged_patches: int) -> VisionLayout:
-    """Layout of images with grids ``image_grid_thw`` [num_images, 3] = (frames, rows, columns) in patches."""
+def vision_windows(image_grid_thw: torch.Tensor, *, spatial_merge_size: int, window_merged_patches: int) -> VisionWindows:
+    """The windows of images with grids ``image_grid_thw`` [num_images, 3] = (frames, rows, columns) in patches."""
     m = spatial_merge_size
     group = m * m
     unit_orders, window_lengths, frame_lengths, positions = [], [], [], []
@@ -66,7 +67,7 @@ def vision_layout(image_grid_thw: torch.Tensor, *, spatial_merge_size: int, wind
         positions.append(torch.stack([patch_row, patch_col], dim=-1))
         units_before += frames * unit_rows * unit_cols
     unit_order = torch.cat(unit_orders)
-    return VisionLayout(
+    return VisionWindows(
         patch_order=(unit_order[:, None] * group + torch.arange(group)).flatten(),
         window_cu_seqlens=_cu_seqlens(torch.cat(window_lengths)),
         frame_cu_seqlens=_cu_seqlens(torch.cat(frame_lengths)),

@@ -27,7 +27,7 @@ import re
 import torch
 from megatron.core.dist_checkpointing.mapping import ShardedObject
 
-from checkpoints_tools.hf_layout import expected_shapes
+from checkpoints_tools.hf_tensor_names import expected_shapes
 from megatron_vl.config.model import VLModelConfig
 from megatron_vl.models.hf_mapping import weight_rules
 

@@ -1,4 +1,4 @@
-"""Where a run's checkpoints live on disk: the contract between training and ``checkpoints_tools``.
+"""The files of a run's checkpoints on disk: the contract between training and ``checkpoints_tools``.
 
 ::
 
@@ -15,11 +15,12 @@ Inside the dist checkpoint, the model's tensors are stored under the keys of
 entries (``optimizer``, ``scheduler``, ``loader``, ``rng``, ...) belong to training. A checkpoint that
 holds only ``model`` (what ``checkpoints_tools.from_hf`` writes) is a valid starting point for a stage.
 
-The run record (``megatron_vl_run.json``, built by ``run_record``) holds at least:
+The run record (``megatron_vl_run.json``, built by ``run_record``, read by ``read_run_record``) holds at least:
 
-* ``format_version``: 1;
+* ``format_version``: 2 (version 1 kept ``first_pipeline_stage_language_layers`` in ``model``; it is read as
+  version 2 with the field moved into ``parallel``);
 * ``model``: ``config_to_dict(VLModelConfig)``, enough to rebuild the model at any layout;
-* ``parallel``: ``config_to_dict(ParallelConfig)`` of the ranks that saved it;
+* ``parallel``: ``config_to_dict(ParallelConfig)`` of the ranks that saved it (their pipeline split included);
 * ``iteration``: the iteration number;
 * ``image_settings``: ``dataclasses.asdict(ImageSettings)`` of the data the model saw (for the HF processor);
 * ``tokenizer_fingerprint``: the fingerprint of ``tokenizer/`` (None when no tokenizer is stored);
@@ -37,13 +38,12 @@ from megatron_vl.config.model import VLModelConfig
 from megatron_vl.config.parallel import ParallelConfig
 from megatron_vl.config.serialization import config_to_dict
 from megatron_vl.data.images import ImageSettings
-from megatron_vl.files import write_atomically
+from megatron_vl.files import partial_directory, write_atomically
 
 LATEST_FILE = "latest_checkpointed_iteration.txt"
 RUN_FILE = "megatron_vl_run.json"
-RUN_RECORD_FORMAT = 1
+RUN_RECORD_FORMAT = 2
 TOKENIZER_DIR = "tokenizer"
-PARTIAL_SUFFIX = ".partial"
 _ITERATION_DIR = re.compile(r"iter_(\d{7,})")
 
 
@@ -52,8 +52,8 @@ def iteration_dir(root: str | Path, iteration: int) -> Path:
 
 
 def partial_dir(root: str | Path, iteration: int) -> Path:
-    """Where a save of ``iteration`` is written before it is renamed into place."""
-    return Path(root) / f"iter_{iteration:07d}{PARTIAL_SUFFIX}"
+    """Where a save of ``iteration`` is written before it is renamed into place (``files.publish_directory``)."""
+    return partial_directory(iteration_dir(root, iteration))
 
 
 def complete_iterations(root: str | Path) -> list[int]:
@@ -107,11 +107,23 @@ def read_run_record(checkpoint_dir: str | Path) -> dict:
     """The run record (``megatron_vl_run.json``) saved with one checkpoint."""
     path = Path(checkpoint_dir) / RUN_FILE
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except FileNotFoundError:
         raise ValueError(f"{path} is missing: {checkpoint_dir} is not a complete megatron-vl checkpoint") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error}); the checkpoint is corrupt") from None
+    if record.get("format_version") == 1:
+        record = _version_2_of(record)
+    return record
+
+
+def _version_2_of(record: dict) -> dict:
+    """A version-1 record as version 2: the pipeline split moves from the model config to the parallel layout."""
+    model = dict(record.get("model", {}))
+    first_stage_layers = model.pop("first_pipeline_stage_language_layers", None)
+    parallel = dict(record.get("parallel", {}))
+    parallel.setdefault("first_pipeline_stage_language_layers", first_stage_layers)
+    return {**record, "format_version": 2, "model": model, "parallel": parallel}
 
 
 def run_record(

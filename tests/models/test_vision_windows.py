@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids, get_vision_window_index
 
-from megatron_vl.models.vision_layout import vision_layout
+from megatron_vl.models.vision_windows import vision_windows
 
 
 @pytest.mark.parametrize(
@@ -17,14 +17,14 @@ from megatron_vl.models.vision_layout import vision_layout
 )
 def test_layout_matches_transformers(grids):
     grid = torch.tensor(grids)
-    layout = vision_layout(grid, spatial_merge_size=2, window_merged_patches=4)
+    windows = vision_windows(grid, spatial_merge_size=2, window_merged_patches=4)
     window_index, cu_window_seqlens = get_vision_window_index(grid, 2, 112, 14)
-    assert torch.equal(layout.patch_order, (window_index[:, None] * 4 + torch.arange(4)).flatten())
-    assert torch.equal(layout.window_cu_seqlens, cu_window_seqlens)
-    assert torch.equal(layout.frame_cu_seqlens, get_vision_cu_seqlens(grid))
-    assert torch.equal(layout.positions, get_vision_position_ids(grid, 2))
+    assert torch.equal(windows.patch_order, (window_index[:, None] * 4 + torch.arange(4)).flatten())
+    assert torch.equal(windows.window_cu_seqlens, cu_window_seqlens)
+    assert torch.equal(windows.frame_cu_seqlens, get_vision_cu_seqlens(grid))
+    assert torch.equal(windows.positions, get_vision_position_ids(grid, 2))
 
 
 def test_grid_not_divisible_by_merge_size_is_rejected():
     with pytest.raises(ValueError, match="not divisible by spatial_merge_size=2"):
-        vision_layout(torch.tensor([[1, 5, 8]]), spatial_merge_size=2, window_merged_patches=4)
+        vision_windows(torch.tensor([[1, 5, 8]]), spatial_merge_size=2, window_merged_patches=4)

@@ -1,39 +1,39 @@
 import pytest
 
-from megatron_vl.training import checkpoint_layout as layout
+from megatron_vl.training import checkpoint_files
 
 
 def _complete(root, iteration):
-    directory = layout.iteration_dir(root, iteration)
+    directory = checkpoint_files.iteration_dir(root, iteration)
     directory.mkdir(parents=True)
-    layout.write_run_record(directory, {"iteration": iteration})
+    checkpoint_files.write_run_record(directory, {"iteration": iteration})
     return directory
 
 
 def test_latest_marker_names_the_checkpoint(tmp_path):
-    assert layout.read_latest_iteration(tmp_path) is None
+    assert checkpoint_files.read_latest_iteration(tmp_path) is None
     _complete(tmp_path, 100)
     _complete(tmp_path, 200)
-    layout.partial_dir(tmp_path, 300).mkdir()
-    layout.write_latest_iteration(tmp_path, 200)
-    assert layout.complete_iterations(tmp_path) == [100, 200]
-    directory, iteration = layout.resolve_checkpoint(tmp_path)
-    assert (directory, iteration) == (layout.iteration_dir(tmp_path, 200), 200)
-    assert layout.read_run_record(directory) == {"iteration": 200}
-    assert layout.resolve_checkpoint(tmp_path, 100)[1] == 100
+    checkpoint_files.partial_dir(tmp_path, 300).mkdir()
+    checkpoint_files.write_latest_iteration(tmp_path, 200)
+    assert checkpoint_files.complete_iterations(tmp_path) == [100, 200]
+    directory, iteration = checkpoint_files.resolve_checkpoint(tmp_path)
+    assert (directory, iteration) == (checkpoint_files.iteration_dir(tmp_path, 200), 200)
+    assert checkpoint_files.read_run_record(directory) == {"iteration": 200}
+    assert checkpoint_files.resolve_checkpoint(tmp_path, 100)[1] == 100
 
 
 def test_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="has no latest_checkpointed_iteration.txt"):
-        layout.resolve_checkpoint(tmp_path)
+        checkpoint_files.resolve_checkpoint(tmp_path)
     _complete(tmp_path, 100)
     with pytest.raises(ValueError, match=r"no complete checkpoint for iteration 300; available: \[100\]"):
-        layout.resolve_checkpoint(tmp_path, 300)
-    (tmp_path / layout.LATEST_FILE).write_text("garbage")
+        checkpoint_files.resolve_checkpoint(tmp_path, 300)
+    (tmp_path / checkpoint_files.LATEST_FILE).write_text("garbage")
     with pytest.raises(ValueError, match="should hold an iteration number"):
-        layout.read_latest_iteration(tmp_path)
+        checkpoint_files.read_latest_iteration(tmp_path)
     with pytest.raises(ValueError, match="does not exist"):
-        layout.resolve_checkpoint(tmp_path / "nope")
+        checkpoint_files.resolve_checkpoint(tmp_path / "nope")
 
 
 def test_run_record_holds_what_readers_rebuild_the_model_from(tmp_path):
@@ -43,13 +43,13 @@ def test_run_record_holds_what_readers_rebuild_the_model_from(tmp_path):
     from megatron_vl.data.images import ImageSettings
 
     config = tiny(image_token_id=7)
-    record = layout.run_record(
+    record = checkpoint_files.run_record(
         model=config, parallel=ParallelConfig(tensor_parallel=2), iteration=40, image_settings=ImageSettings(),
         tokenizer_fingerprint="abc", written_by="training", stage="stage3_multimodal",
     )
-    layout.write_run_record(tmp_path, record)
-    saved = layout.read_run_record(tmp_path)
-    assert saved["format_version"] == layout.RUN_RECORD_FORMAT and saved["written_by"] == "training"
+    checkpoint_files.write_run_record(tmp_path, record)
+    saved = checkpoint_files.read_run_record(tmp_path)
+    assert saved["format_version"] == checkpoint_files.RUN_RECORD_FORMAT and saved["written_by"] == "training"
     assert config_from_dict(VLModelConfig, saved["model"]) == config
     assert saved["parallel"]["tensor_parallel"] == 2 and saved["iteration"] == 40
     assert saved["image_settings"] == ImageSettings().to_dict() and saved["tokenizer_fingerprint"] == "abc"

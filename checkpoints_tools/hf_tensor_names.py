@@ -14,7 +14,7 @@ import functools
 import torch
 
 from megatron_vl.config.model import VLModelConfig
-from megatron_vl.models.hf_mapping import hf_config_dict
+from megatron_vl.models.hf_config import to_hf_config
 
 _VISUAL, _LANGUAGE = "model.visual.", "model.language_model."
 
@@ -42,7 +42,7 @@ def _meta_shapes(config: VLModelConfig) -> dict[str, tuple[int, ...]]:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     # Placeholder special ids: they do not change any tensor's shape.
-    hf_config = Qwen2_5_VLConfig(**hf_config_dict(config, vision_start_token_id=0, vision_end_token_id=0, video_token_id=0))
+    hf_config = Qwen2_5_VLConfig(**to_hf_config(config, vision_start_token_id=0, vision_end_token_id=0, video_token_id=0))
     with torch.device("meta"):
         model = Qwen2_5_VLForConditionalGeneration(hf_config)
     return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
