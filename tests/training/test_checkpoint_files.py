@@ -54,3 +54,17 @@ def test_run_record_holds_what_readers_rebuild_the_model_from(tmp_path):
     assert saved["parallel"]["tensor_parallel"] == 2 and saved["iteration"] == 40
     assert saved["image_settings"] == ImageSettings().to_dict() and saved["tokenizer_fingerprint"] == "abc"
     assert saved["stage"] == "stage3_multimodal"
+
+
+def test_a_version_1_record_reads_with_the_pipeline_split_under_parallel(tmp_path):
+    import json
+
+    old = {
+        "format_version": 1, "iteration": 4, "written_by": "training",
+        "model": {"dtype": "float32", "first_pipeline_stage_language_layers": 1, "image_token_id": 7},
+        "parallel": {"tensor_parallel": 1, "pipeline_parallel": 2, "context_parallel": 1, "sequence_parallel": False},
+    }
+    (tmp_path / checkpoint_files.RUN_FILE).write_text(json.dumps(old))
+    record = checkpoint_files.read_run_record(tmp_path)
+    assert record["format_version"] == 2 and "first_pipeline_stage_language_layers" not in record["model"]
+    assert record["parallel"]["first_pipeline_stage_language_layers"] == 1 and record["iteration"] == 4
