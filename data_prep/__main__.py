@@ -12,11 +12,11 @@ import sys
 
 SUBCOMMANDS = {
     "train-tokenizer": "data_prep.train_tokenizer",
-    "demo-corpus": "data_prep.demo_corpus",
-    "ingest": "data_prep.ingest",
-    "pack": "data_prep.pack",
-    "inspect": "data_prep.inspect_packed",
-    "verify": "data_prep.verify",
+    "demo-corpus": "data_prep.demo.command",
+    "ingest": "data_prep.ingest.command",
+    "pack": "data_prep.pack.command",
+    "inspect": "data_prep.inspect.inspect_packed",
+    "verify": "data_prep.inspect.verify",
 }
 
 

@@ -104,7 +104,7 @@ def train_tokenizer(directory):
 
 def build_packed_dataset(root, **options):
     """A tokenizer and a packed dataset of one small corpus under ``root``: (tokenizer path, packed dir)."""
-    from data_prep.pack import PackOptions, pack
+    from data_prep.pack.command import PackOptions, pack
 
     tokenizer = train_tokenizer(root / "tokenizer")
     inputs = [str(write_sample_dataset(root / "input", make_samples(np.random.default_rng(0), 20)))]

@@ -22,7 +22,7 @@ import dataclasses
 
 import numpy as np
 
-from data_prep.raw_schema import KINDS
+from data_prep.ingest.raw_schema import KINDS
 from megatron_vl.data.images import ImageSettings, num_vision_tokens
 from megatron_vl.tokenizer import Tokenizer
 

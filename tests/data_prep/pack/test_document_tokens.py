@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from data_prep.documents import Document, fit_to_seq_len, tokenize_sample
+from data_prep.pack.document_tokens import Document, fit_to_seq_len, tokenize_sample
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.tokenizer import load_tokenizer
 from tests.data_prep.sample_corpus import train_tokenizer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_prep.documents import Document
+from data_prep.pack.document_tokens import Document
 from megatron_vl.data.mrope import mrope_position_ids
 from megatron_vl.data.packed_format import PackedSample
 

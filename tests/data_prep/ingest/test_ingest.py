@@ -13,9 +13,9 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 from transformers import Qwen2VLImageProcessorPil
 
-from data_prep import ingest
-from data_prep.demo_scenes import COLORS
-from data_prep.rejects import RejectReason
+from data_prep.ingest import command as ingest
+from data_prep.demo.scenes import COLORS
+from data_prep.ingest.rejects import RejectReason
 from data_prep.sample_shards import iter_dataset, load_manifest
 from megatron_vl.data.images import ImageSettings, patchify
 from tests.data_prep.cli import run_subcommand

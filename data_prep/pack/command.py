@@ -36,15 +36,15 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep import sample_shards
-from data_prep.documents import LONG_DOC_POLICIES
-from data_prep.packing import plan_sequences
+from data_prep.pack.document_tokens import LONG_DOC_POLICIES
+from data_prep.pack.plan_sequences import plan_sequences
 from data_prep.parallel_map import ordered_map
-from data_prep.tokenize_shards import (
+from data_prep.pack.tokenize_shards import (
     TokenizeSettings, TokenizeTask, load_spill_index, spill_done, tokenize_shard,
 )
-from data_prep.tokenize_shards import init_worker as init_tokenize_worker
-from data_prep.write_packed import WriteSettings, WriteTask, read_record, write_packed_shard
-from data_prep.write_packed import init_worker as init_write_worker
+from data_prep.pack.tokenize_shards import init_worker as init_tokenize_worker
+from data_prep.pack.write_packed_shards import WriteSettings, WriteTask, read_record, write_packed_shard
+from data_prep.pack.write_packed_shards import init_worker as init_write_worker
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.data.packed_format import MANIFEST_NAME, KindStats, PackedManifest, index_name
 from megatron_vl.files import sha256_file, write_atomically

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import data_prep.pack as pack_module
+import data_prep.pack.command as pack_module
 from data_prep.__main__ import main
-from data_prep.documents import tokenize_sample
-from data_prep.pack import PackOptions, pack
+from data_prep.pack.document_tokens import tokenize_sample
+from data_prep.pack.command import PackOptions, pack
 from data_prep.sample_shards import iter_dataset
-from data_prep.verify import verify_dataset
+from data_prep.inspect.verify import verify_dataset
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.data.packed_format import PackedDataset, PackedManifest
 from megatron_vl.tokenizer import load_tokenizer

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from data_prep.__main__ import main
-from data_prep.verify import verify_dataset
+from data_prep.inspect.verify import verify_dataset
 from megatron_vl.data.packed_format import PackedDataset, PackedManifest, sample_key, shard_name, write_shard
 from tests.data_prep.sample_corpus import build_packed_dataset
 

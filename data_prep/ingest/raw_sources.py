@@ -17,8 +17,8 @@ import json
 import os
 from collections.abc import Iterator
 
-from data_prep.raw_schema import RejectError
-from data_prep.rejects import RejectReason
+from data_prep.ingest.raw_schema import RejectError
+from data_prep.ingest.rejects import RejectReason
 from data_prep.webdataset_tar import iter_keyed_members
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")

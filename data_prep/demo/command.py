@@ -24,7 +24,7 @@ import time
 from PIL import Image
 from tqdm import tqdm
 
-from data_prep.demo_documents import GENERATORS, LONG_GENERATORS, Canvas
+from data_prep.demo.documents import GENERATORS, LONG_GENERATORS, Canvas
 from data_prep.parallel_map import ordered_map
 
 JPEG_QUALITY = 90

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from PIL import Image
 
-from data_prep.demo_scenes import SHAPES, Scene, describe_scene, draw_scene, random_scene, render_text
+from data_prep.demo.scenes import SHAPES, Scene, describe_scene, draw_scene, random_scene, render_text
 
 WORDS = (
     "red", "green", "blue", "yellow", "circle", "square", "triangle", "cat", "dog", "sun", "tree", "house",

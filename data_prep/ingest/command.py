@@ -23,12 +23,12 @@ import time
 
 from tqdm import tqdm
 
-from data_prep.image_dedup import ImageDeduplicator
+from data_prep.ingest.image_dedup import ImageDeduplicator
 from data_prep.parallel_map import ordered_map
-from data_prep.raw_schema import KINDS
-from data_prep.raw_sources import count_documents, find_inputs, iter_items
-from data_prep.rejects import Reject, RejectLog, RejectReason
-from data_prep.sample_builder import BuildSettings, init_worker, process_item
+from data_prep.ingest.raw_schema import KINDS
+from data_prep.ingest.raw_sources import count_documents, find_inputs, iter_items
+from data_prep.ingest.rejects import Reject, RejectLog, RejectReason
+from data_prep.ingest.sample_builder import BuildSettings, init_worker, process_item
 from data_prep.sample_shards import (
     FORMAT_VERSION, MANIFEST_NAME, SHARD_PATTERN, SampleShardWriter, ShardLimit, sample_key, sample_members,
 )

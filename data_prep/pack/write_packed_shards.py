@@ -15,9 +15,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from data_prep.documents import Document
+from data_prep.pack.document_tokens import Document
 from data_prep.sample_shards import read_span
-from data_prep.sequences import assemble_sequence
+from data_prep.pack.assemble_sequence import assemble_sequence
 from megatron_vl.data.packed_format import KindStats, ShardEntry, png_size, sample_key, shard_name, write_shard
 from megatron_vl.files import write_atomically
 

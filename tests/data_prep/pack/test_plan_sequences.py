@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from data_prep.packing import plan_sequences, token_utilisation
+from data_prep.pack.plan_sequences import plan_sequences, token_utilisation
 
 
 def realistic_lengths(count, seq_len, seed=0):

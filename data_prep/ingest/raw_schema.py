@@ -16,7 +16,7 @@ import json
 import math
 from collections.abc import Iterator
 
-from data_prep.rejects import RejectReason
+from data_prep.ingest.rejects import RejectReason
 
 KINDS = ("caption", "interleaved", "ocr", "grounding", "cot", "text")
 DEFAULT_OCR_PROMPT = "Read the text in the image."

@@ -6,11 +6,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from data_prep.image_dedup import perceptual_hash
-from data_prep.png_writer import encode_png
-from data_prep.raw_schema import RawDocument, RejectError, parse_document, parse_record, render_boxes
-from data_prep.raw_sources import WorkItem, webdataset_record
-from data_prep.rejects import Reject, RejectReason
+from data_prep.ingest.image_dedup import perceptual_hash
+from data_prep.ingest.png_writer import encode_png
+from data_prep.ingest.raw_schema import RawDocument, RejectError, parse_document, parse_record, render_boxes
+from data_prep.ingest.raw_sources import WorkItem, webdataset_record
+from data_prep.ingest.rejects import Reject, RejectReason
 from megatron_vl.data.images import ImageSettings, load_image, resize_image, smart_resize
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data_prep.pack import print_summary
+from data_prep.pack.command import print_summary
 from megatron_vl.data.packed_format import PackedDataset, PackedManifest, PackedSample
 from megatron_vl.tokenizer import Tokenizer, load_tokenizer
 

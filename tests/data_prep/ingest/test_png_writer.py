@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_prep.png_writer import encode_png
+from data_prep.ingest.png_writer import encode_png
 
 
 @pytest.mark.parametrize("height, width", [(1, 1), (28, 56), (113, 57)])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.documents import fit_to_seq_len, tokenize_sample
+from data_prep.pack.document_tokens import fit_to_seq_len, tokenize_sample
 from data_prep.sample_shards import index_shard
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.data.packed_format import npy_bytes

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from data_prep.raw_schema import RejectError, parse_document, parse_record, render_boxes
-from data_prep.rejects import RejectReason
+from data_prep.ingest.raw_schema import RejectError, parse_document, parse_record, render_boxes
+from data_prep.ingest.rejects import RejectReason
 
 
 def test_caption():

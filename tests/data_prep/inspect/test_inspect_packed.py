@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from data_prep.__main__ import main
-from data_prep.inspect_packed import describe_sample
+from data_prep.inspect.inspect_packed import describe_sample
 from megatron_vl.data.packed_format import PackedDataset
 from megatron_vl.tokenizer import load_tokenizer
 from tests.data_prep.sample_corpus import build_packed_dataset

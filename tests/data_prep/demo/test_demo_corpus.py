@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_prep import demo_corpus
-from data_prep.demo_scenes import COLORS
-from data_prep.raw_schema import parse_document
+from data_prep.demo import command as demo_corpus
+from data_prep.demo.scenes import COLORS
+from data_prep.ingest.raw_schema import parse_document
 from tests.data_prep.cli import run_subcommand
 
 FILES = ["caption", "interleaved", "ocr", "grounding", "cot", "text", "interleaved_long", "cot_long"]

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from data_prep import ingest, pack, train_tokenizer
-from data_prep.verify import verify_dataset
+from data_prep import train_tokenizer
+from data_prep.ingest import command as ingest
+from data_prep.pack import command as pack
+from data_prep.inspect.verify import verify_dataset
 from megatron_vl.data.packed_format import PackedDataset, PackedManifest
 from megatron_vl.tokenizer import load_tokenizer
 from tests.data_prep.cli import run_subcommand
