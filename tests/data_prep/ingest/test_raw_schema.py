@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from data_prep.ingest.raw_schema import RejectError, parse_document, parse_record, render_boxes
+from data_prep.ingest.raw_schema import (
+    DEFAULT_OCR_BOXES_PROMPT, DEFAULT_OCR_PROMPT, RejectError, parse_document, parse_record, render_boxes,
+)
 from data_prep.ingest.rejects import RejectReason
 
 
@@ -36,6 +39,13 @@ def test_ocr_transcript_and_boxes():
     )
     assert boxed.segments[1] == {"text": "Read it.\n", "loss": False}
     assert render_boxes(boxed.segments[2], (10, 10), (10, 10)) == '[{"bbox_2d": [0, 1, 5, 6], "text_content": "STOP"}]'
+    unprompted = parse_document({"kind": "ocr", "image": "p.png", "boxes": [{"bbox_2d": [0, 1, 5, 6], "text": "S"}]}, None)
+    assert unprompted.segments[1] == {"text": DEFAULT_OCR_BOXES_PROMPT + "\n", "loss": False}
+
+
+def test_readme_states_the_default_ocr_prompts_the_code_uses():
+    readme = " ".join((Path(__file__).parents[3] / "README.md").read_text().split())
+    assert f'(default "{DEFAULT_OCR_PROMPT}" for a transcript, "{DEFAULT_OCR_BOXES_PROMPT}" for boxes)' in readme
 
 
 def test_grounding_boxes_become_resized_pixels():
