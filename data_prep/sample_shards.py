@@ -18,19 +18,18 @@ temporary name, then renamed).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
 import json
 import os
 import re
 import tarfile
 from collections.abc import Iterator
 
+from data_prep.webdataset_tar import TarShardWriter, sample_size, tar_file_size
+
 
 MANIFEST_NAME = "ingest_manifest.json"
 FORMAT_VERSION = 1
 SHARD_PATTERN = re.compile(r"samples-\d{6}\.tar")
-_TAR_BLOCK = 512
 
 
 def shard_name(index: int) -> str:
@@ -72,34 +71,6 @@ class ShardLimit:
         return cls(bytes=number * base**power)
 
 
-def _tar_member_size(payload: bytes) -> int:
-    return _TAR_BLOCK + -(-len(payload) // _TAR_BLOCK) * _TAR_BLOCK
-
-
-def _tar_file_size(members_size: int) -> int:
-    """Size of a tar file whose members take ``members_size`` bytes: they are followed by two zero
-    blocks, and the file is padded to whole records."""
-    return -(-(members_size + 2 * _TAR_BLOCK) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
-
-
-class _HashingFile:
-    """A write-only file that hashes and counts what goes through it."""
-
-    def __init__(self, file) -> None:
-        self._file = file
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self._file.write(data)
-        self.sha256.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.size
-
-
 class SampleShardWriter:
     """Writes samples into consecutive shards of ``directory``, starting a new one at ``limit``."""
 
@@ -108,56 +79,43 @@ class SampleShardWriter:
         self.limit = limit
         self.shards: list[dict] = []
         """``{"name", "num_samples", "bytes", "sha256"}`` of every finished shard."""
-        self._file = self._hashing = self._tar = None
+        self._shard: TarShardWriter | None = None
         self._samples = self._bytes = 0
 
     def write(self, key: str, members: dict[str, bytes]) -> None:
         """Add one sample: member suffix (``json``, ``img0.png``, ...) -> bytes, in that order."""
-        assert "." not in key, key
-        size = sum(_tar_member_size(payload) for payload in members.values())
-        if self._tar is not None and (
+        size = sample_size(members)
+        if self._shard is not None and (
             (self.limit.samples is not None and self._samples >= self.limit.samples)
-            or (self.limit.bytes is not None and _tar_file_size(self._bytes + size) > self.limit.bytes)
+            or (self.limit.bytes is not None and tar_file_size(self._bytes + size) > self.limit.bytes)
         ):
             self._finish_shard()
-        if self._tar is None:
-            self._start_shard()
-        for suffix, payload in members.items():
-            info = tarfile.TarInfo(f"{key}.{suffix}")
-            info.size, info.mtime, info.mode = len(payload), 0, 0o644
-            self._tar.addfile(info, io.BytesIO(payload))
+        if self._shard is None:
+            self._shard = TarShardWriter(self._path())
+            self._samples = self._bytes = 0
+        self._shard.add_sample(key, members)
         self._samples += 1
         self._bytes += size
 
     def close(self) -> list[dict]:
         """Finish the last shard; returns the entries of all shards."""
-        if self._tar is not None:
+        if self._shard is not None:
             self._finish_shard()
         return self.shards
 
     def _path(self) -> str:
         return os.path.join(self.directory, shard_name(len(self.shards)))
 
-    def _start_shard(self) -> None:
-        self._file = open(self._path() + ".tmp", "wb")
-        self._hashing = _HashingFile(self._file)
-        self._tar = tarfile.open(fileobj=self._hashing, mode="w", format=tarfile.USTAR_FORMAT)
-        self._samples = self._bytes = 0
-
     def _finish_shard(self) -> None:
-        self._tar.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
         path = self._path()
-        os.replace(path + ".tmp", path)
+        self._shard.close()
         self.shards.append({
             "name": os.path.basename(path),
             "num_samples": self._samples,
-            "bytes": self._hashing.size,
-            "sha256": self._hashing.sha256.hexdigest(),
+            "bytes": self._shard.size,
+            "sha256": self._shard.sha256,
         })
-        self._file = self._hashing = self._tar = None
+        self._shard = None
 
 
 def image_member(k: int) -> str:

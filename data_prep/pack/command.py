@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from data_prep import sample_shards
 from data_prep.pack.document_tokens import LONG_DOC_POLICIES
+from data_prep.pack.packed_shard_writer import save_manifest
 from data_prep.pack.plan_sequences import plan_sequences
 from data_prep.parallel_map import ordered_map
 from data_prep.pack.tokenize_shards import (
@@ -165,7 +166,7 @@ def pack(options: PackOptions, *, progress: bool = True) -> PackedManifest | Non
     for number, source in enumerate(sources):
         source["samples"] = sum(spill["samples"] for spill in spills if spill["input"] == number)
     manifest = _manifest(settings, tokenizer, image_settings, sources, spills, records, edges)
-    manifest.save(out)
+    save_manifest(manifest, out)
     shutil.rmtree(work)
     return manifest
 

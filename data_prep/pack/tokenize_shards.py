@@ -21,8 +21,7 @@ import numpy as np
 from data_prep.pack.document_tokens import fit_to_seq_len, tokenize_sample
 from data_prep.sample_shards import index_shard
 from megatron_vl.data.images import ImageSettings
-from megatron_vl.data.packed_format import npy_bytes
-from megatron_vl.files import sha256_file, write_atomically
+from megatron_vl.files import atomic_file, sha256_file, write_atomically
 from megatron_vl.tokenizer import Tokenizer, load_tokenizer
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -125,7 +124,8 @@ def tokenize_shard(task: TokenizeTask) -> dict:
 
 def _save_array(path: str, parts: list[np.ndarray], dtype) -> None:
     array = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-    write_atomically(path, npy_bytes(array.astype(dtype, copy=False)))
+    with atomic_file(path) as file:
+        np.save(file, array.astype(dtype, copy=False), allow_pickle=False)
 
 
 def _check_sha256(path: str, expected: str) -> None:

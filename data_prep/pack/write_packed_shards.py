@@ -18,7 +18,8 @@ import numpy as np
 from data_prep.pack.document_tokens import Document
 from data_prep.sample_shards import read_span
 from data_prep.pack.assemble_sequence import assemble_sequence
-from megatron_vl.data.packed_format import KindStats, ShardEntry, png_size, sample_key, shard_name, write_shard
+from data_prep.pack.packed_shard_writer import write_shard
+from megatron_vl.data.packed_format import KindStats, ShardEntry, png_size, sample_key, shard_name
 from megatron_vl.files import write_atomically
 
 

@@ -1,4 +1,5 @@
-"""The packed dataset on disk: what ``data_prep pack`` writes and the training loader reads.
+"""The packed dataset on disk, the contract between ``data_prep pack`` and the training loader: its names,
+the ``PackedSample`` and manifest fields, and the reader. The writer is ``data_prep.pack.packed_shard_writer``.
 
 A packed dataset is a directory of webdataset shards ``packed-000000.tar``, ... (uncompressed tar,
 members grouped by sample key), one offsets index per shard ``packed-000000.index.npy`` (int64
@@ -23,16 +24,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
 import re
 import struct
 import tarfile
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
-from megatron_vl.files import sha256_file, write_atomically
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -64,13 +62,6 @@ def png_size(data: bytes) -> tuple[int, int] | None:
         return None
     width, height = struct.unpack(">II", data[16:24])
     return height, width
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    """The ``.npy`` file of ``array``."""
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -130,21 +121,6 @@ class PackedSample:
             found.append(f"{len(self.documents)} document records but {len(self.seq_lens)} document lengths")
         return found
 
-    def to_tar_members(self) -> dict[str, bytes]:
-        """Member suffix -> bytes, in the order they go into the tar."""
-        problems = self.problems()
-        assert not problems, problems
-        members = {name: npy_bytes(getattr(self, name.removesuffix(".npy"))) for name in ARRAY_MEMBERS}
-        meta = {
-            "image_grid_thw": [list(map(int, grid)) for grid in self.image_grid_thw],
-            "documents": self.documents,
-            "num_padding": int(self.num_padding),
-        }
-        members["meta.json"] = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
-        for k, image in enumerate(self.images):
-            members[f"img{k}.png"] = image
-        return members
-
     @classmethod
     def from_tar_members(cls, members: dict[str, bytes], *, where: str = "sample") -> "PackedSample":
         """Parse the members of one sample (suffix -> bytes); ``where`` names it in errors."""
@@ -195,35 +171,6 @@ class ShardEntry:
             raise ValueError(f"shard name {self.name!r} is not packed-NNNNNN.tar")
         if self.num_samples < 1 or self.bytes < 1:
             raise ValueError(f"shard {self.name}: num_samples and bytes must be positive")
-
-
-def write_shard(path: Path, samples: Iterable[tuple[str, PackedSample]]) -> ShardEntry:
-    """Write ``(key, sample)`` pairs as a shard plus its offsets index, each atomically."""
-    path = Path(path)
-    offsets = []
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as file:
-        with tarfile.open(fileobj=file, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for key, sample in samples:
-                assert "." not in key, key
-                offsets.append(tar.offset)
-                for suffix, payload in sample.to_tar_members().items():
-                    info = tarfile.TarInfo(f"{key}.{suffix}")
-                    info.size, info.mtime, info.mode = len(payload), 0, 0o644
-                    tar.addfile(info, io.BytesIO(payload))
-            offsets.append(tar.offset)
-        file.flush()
-        os.fsync(file.fileno())
-    index_path = path.with_name(index_name(path.name))
-    write_atomically(index_path, npy_bytes(np.array(offsets, dtype="<i8")))
-    os.replace(temporary, path)
-    return ShardEntry(
-        name=path.name,
-        num_samples=len(offsets) - 1,
-        bytes=path.stat().st_size,
-        sha256=sha256_file(path),
-        index_sha256=sha256_file(index_path),
-    )
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -319,9 +266,6 @@ class PackedManifest:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True) + "\n"
-
-    def save(self, directory: Path) -> None:
-        write_atomically(Path(directory) / MANIFEST_NAME, self.to_json().encode())
 
     @classmethod
     def load(cls, directory: Path) -> "PackedManifest":

@@ -8,7 +8,8 @@ import pytest
 
 from data_prep.__main__ import main
 from data_prep.inspect.verify import verify_dataset
-from megatron_vl.data.packed_format import PackedDataset, PackedManifest, sample_key, shard_name, write_shard
+from data_prep.pack.packed_shard_writer import save_manifest, write_shard
+from megatron_vl.data.packed_format import PackedDataset, PackedManifest, sample_key, shard_name
 from tests.data_prep.sample_corpus import build_packed_dataset
 
 
@@ -57,7 +58,7 @@ def rewrite_sample(directory, change):
     entry = write_shard(directory / shard_name(0), [(sample_key(0, i), s) for i, s in enumerate(samples)])
     manifest = dataset.manifest
     manifest.shards[0] = entry
-    manifest.save(directory)
+    save_manifest(manifest, directory)
 
 
 def shift_labels(sample):
@@ -94,6 +95,6 @@ def test_deep_check_compares_counts_with_the_manifest(copy):
     kind = next(iter(manifest.tokens_per_kind))
     manifest.tokens_per_kind[kind] = dataclasses.replace(manifest.tokens_per_kind[kind])
     manifest.tokens_per_kind[kind].loss_tokens += 1
-    manifest.save(copy)
+    save_manifest(manifest, copy)
     problems = verify_dataset(copy, deep=True, progress=False)
     assert any("tokens_per_kind" in problem for problem in problems), problems
