@@ -21,7 +21,8 @@ from collections.abc import Iterator
 
 from tqdm import tqdm
 
-from data_prep.ingest.raw_schema import KINDS, RejectError, parse_record
+from data_prep.ingest.raw_schema import RejectError, parse_record
+from data_prep.sample_shards.sample_meta import KINDS
 from megatron_vl.tokenizer import train_bpe_tokenizer
 
 TEXT_SUFFIXES = (".jsonl", ".jsonl.gz", ".txt")

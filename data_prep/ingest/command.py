@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import dataclasses
 import os
 import time
@@ -24,14 +23,15 @@ import time
 from tqdm import tqdm
 
 from data_prep.ingest.image_dedup import ImageDeduplicator
-from data_prep.parallel_map import ordered_map
-from data_prep.ingest.raw_schema import KINDS
 from data_prep.ingest.raw_sources import count_documents, find_inputs, iter_items
 from data_prep.ingest.rejects import Reject, RejectLog, RejectReason
 from data_prep.ingest.sample_builder import BuildSettings, init_worker, process_item
-from data_prep.sample_shards import (
-    FORMAT_VERSION, MANIFEST_NAME, SHARD_PATTERN, SampleShardWriter, ShardLimit, sample_key, sample_members,
+from data_prep.parallel_map import ordered_map
+from data_prep.sample_shards.manifest import (
+    MANIFEST_NAME, SHARD_PATTERN, DedupSettings, IngestManifest, InputDocuments,
 )
+from data_prep.sample_shards.sample_meta import KINDS, sample_key, sample_members
+from data_prep.sample_shards.writer import SampleShardWriter, ShardLimit
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.files import write_atomically
 
@@ -117,10 +117,10 @@ def run(args: argparse.Namespace) -> int:
         )
         for outcome in outcomes:
             bar.update()
-            source = outcome.source if isinstance(outcome, Reject) else outcome.meta["source"]
+            source = outcome.source if isinstance(outcome, Reject) else outcome.meta.source
             per_input[source.get("file") or source.get("tar")] += 1
             key = sample_key(sum(kinds.values()))
-            if not isinstance(outcome, Reject) and outcome.meta["kind"] in dedup_kinds:
+            if not isinstance(outcome, Reject) and outcome.meta.kind in dedup_kinds:
                 duplicate = deduplicator.find(outcome.sha256s, outcome.phashes)
                 if duplicate is not None:
                     match, earlier = duplicate
@@ -133,27 +133,26 @@ def run(args: argparse.Namespace) -> int:
                 rejects.add(outcome)
             else:
                 writer.write(key, sample_members(outcome.meta, outcome.pngs))
-                kinds[outcome.meta["kind"]] += 1
+                kinds[outcome.meta.kind] += 1
                 num_images += len(outcome.pngs)
             if bar.n % 256 == 0:
                 bar.set_postfix(accepted=sum(kinds.values()), rejected=sum(rejects.counts.values()))
     shards = writer.close()
 
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "num_samples": sum(kinds.values()),
-        "num_images": num_images,
-        "kinds": {kind: kinds[kind] for kind in KINDS if kinds[kind]},
-        "image_settings": image_settings.to_dict(),
-        "shards": shards,
-        "rejects": dict(sorted(rejects.counts.items())),
-        "num_rejected": sum(rejects.counts.values()),
-        "inputs": [{"path": path, "documents": per_input[path]} for path in inputs],
-        "dedup": {"kinds": dedup_kinds, "near_dup_distance": args.near_dup},
-        "png_compression": args.png_compression,
-        "arguments": _arguments(args),
-    }
-    write_atomically(os.path.join(args.out, MANIFEST_NAME), (json.dumps(manifest, indent=1) + "\n").encode())
+    manifest = IngestManifest(
+        num_samples=sum(kinds.values()),
+        num_images=num_images,
+        kinds={kind: kinds[kind] for kind in KINDS if kinds[kind]},
+        image_settings=image_settings,
+        shards=shards,
+        rejects=dict(sorted(rejects.counts.items())),
+        num_rejected=sum(rejects.counts.values()),
+        inputs=[InputDocuments(path=path, documents=per_input[path]) for path in inputs],
+        dedup=DedupSettings(kinds=dedup_kinds, near_dup_distance=args.near_dup),
+        png_compression=args.png_compression,
+        arguments=_arguments(args),
+    )
+    write_atomically(os.path.join(args.out, MANIFEST_NAME), manifest.to_json().encode())
     _print_summary(manifest, reject_path, time.perf_counter() - started)
     return 0
 
@@ -165,18 +164,18 @@ def _arguments(args: argparse.Namespace) -> dict:
     return values
 
 
-def _print_summary(manifest: dict, reject_path: str, seconds: float) -> None:
-    documents = manifest["num_samples"] + manifest["num_rejected"]
-    total_bytes = sum(shard["bytes"] for shard in manifest["shards"])
-    print(f"\ningested {manifest['num_samples']} of {documents} documents ({manifest['num_images']} images) into "
-          f"{len(manifest['shards'])} shards, {total_bytes / 1e6:.1f} MB, in {seconds:.1f}s "
+def _print_summary(manifest: IngestManifest, reject_path: str, seconds: float) -> None:
+    documents = manifest.num_samples + manifest.num_rejected
+    total_bytes = sum(shard.bytes for shard in manifest.shards)
+    print(f"\ningested {manifest.num_samples} of {documents} documents ({manifest.num_images} images) into "
+          f"{len(manifest.shards)} shards, {total_bytes / 1e6:.1f} MB, in {seconds:.1f}s "
           f"({documents / max(seconds, 1e-9):.0f} documents/s)")
     print(f"  {'kind':<22}{'samples':>9}")
-    for kind, count in manifest["kinds"].items():
+    for kind, count in manifest.kinds.items():
         print(f"  {kind:<22}{count:>9}")
-    if manifest["rejects"]:
+    if manifest.rejects:
         print(f"  {'rejected: reason':<22}{'count':>9}   (details: {reject_path})")
-        for reason, count in manifest["rejects"].items():
+        for reason, count in manifest.rejects.items():
             print(f"  {reason:<22}{count:>9}")
     else:
         print("  no document was rejected")

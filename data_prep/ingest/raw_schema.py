@@ -17,8 +17,7 @@ import math
 from collections.abc import Iterator
 
 from data_prep.ingest.rejects import RejectReason
-
-KINDS = ("caption", "interleaved", "ocr", "grounding", "cot", "text")
+from data_prep.sample_shards.sample_meta import KINDS
 DEFAULT_OCR_PROMPT = "Read the text in the image."
 DEFAULT_OCR_BOXES_PROMPT = "Read the text in the image and give the box of each piece."
 

@@ -11,6 +11,7 @@ from data_prep.ingest.png_writer import encode_png
 from data_prep.ingest.raw_schema import RawDocument, RejectError, parse_document, parse_record, render_boxes
 from data_prep.ingest.raw_sources import WorkItem, webdataset_record
 from data_prep.ingest.rejects import Reject, RejectReason
+from data_prep.sample_shards.sample_meta import SampleImage, SampleMeta
 from megatron_vl.data.images import ImageSettings, load_image, resize_image, smart_resize
 
 
@@ -36,8 +37,8 @@ class BuildSettings:
 class BuiltSample:
     """An accepted document, ready to be written (its key is given when it is)."""
 
-    meta: dict
-    """The sample's JSON: kind, source, images, segments."""
+    meta: SampleMeta
+    """The sample's JSON."""
     pngs: list[bytes]
     """Its images, resized, as PNG."""
     sha256s: list[str]
@@ -67,17 +68,17 @@ def build_sample(document: RawDocument, item: WorkItem, settings: BuildSettings)
         if settings.perceptual_hashes:
             phashes.append(perceptual_hash(pixels))
         sizes.append(((picture.height, picture.width), pixels.shape[:2]))
-        images.append({
-            "height": pixels.shape[0], "width": pixels.shape[1],
-            "orig_height": picture.height, "orig_width": picture.width, "sha256": sha256s[-1],
-        })
+        images.append(SampleImage(
+            height=pixels.shape[0], width=pixels.shape[1],
+            orig_height=picture.height, orig_width=picture.width, sha256=sha256s[-1],
+        ))
     segments = []
     for segment in document.segments:
         if "boxes" in segment:
             original, resized = sizes[segment["image"]]
             segment = {"text": render_boxes(segment, original, resized), "loss": segment["loss"]}
         segments.append(segment)
-    meta = {"kind": document.kind, "source": item.source, "images": images, "segments": segments}
+    meta = SampleMeta(kind=document.kind, source=item.source, images=images, segments=segments)
     return BuiltSample(meta=meta, pngs=pngs, sha256s=sha256s, phashes=phashes)
 
 

@@ -16,6 +16,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import os
@@ -25,8 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data_prep.pack.command import print_summary
-from megatron_vl.data.packed_format import PackedDataset, PackedManifest, PackedSample
+from data_prep.pack.statistics import print_summary
+from megatron_vl.data.packed_format import PackedDataset, PackedSample
+from megatron_vl.data.packed_manifest import PackedManifest
 from megatron_vl.tokenizer import Tokenizer, load_tokenizer
 
 BOX = re.compile(r'\{[^{}]*"bbox_2d"\s*:\s*\[[^\]]*\][^{}]*\}')
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.sample < len(dataset):
         raise ValueError(f"--sample {args.sample} is out of range: {directory} has {len(dataset)} samples")
     sample = dataset[args.sample]
-    patch = dataset.manifest.image_settings["patch_size"]
+    patch = dataset.manifest.image_settings.patch_size
     print(describe_sample(sample, tokenizer, patch=patch, title=f"sample {args.sample}"))
     if args.tokens:
         start, _, end = args.tokens.partition(":")
@@ -71,14 +73,14 @@ def run(args: argparse.Namespace) -> int:
 def print_statistics(manifest: PackedManifest, directory: Path) -> None:
     print_summary(manifest, str(directory))
     total_bytes = sum(entry.bytes for entry in manifest.shards)
-    print(f"  {total_bytes / 1e6:.1f} MB; packed with {manifest.pack_settings}")
+    print(f"  {total_bytes / 1e6:.1f} MB; packed with {dict(sorted(dataclasses.asdict(manifest.pack_settings).items()))}")
     for number, source in enumerate(manifest.sources):
-        print(f"  input {number}: {source['path']} ({source['samples']} samples)")
+        print(f"  input {number}: {source.path} ({source.samples} samples)")
     histogram = manifest.document_length_histogram
-    counts = histogram["counts"]
+    counts = histogram.counts
     widest = max(counts) if counts else 0
     print("  document length histogram (tokens):")
-    for low, high, count in zip(histogram["edges"][:-1], histogram["edges"][1:], counts):
+    for low, high, count in zip(histogram.edges[:-1], histogram.edges[1:], counts):
         bar = "#" * round(40 * count / widest) if widest else ""
         print(f"    {low:>7} - {high - 1:<7}{count:>9}  {bar}")
 
@@ -113,12 +115,12 @@ def describe_sample(sample: PackedSample, tokenizer: Tokenizer, *, patch: int, t
     cu = sample.cu_seqlens
     for d, record in enumerate(sample.documents):
         start, end = int(cu[d]), int(cu[d + 1])
-        source, origin = record["source"], record.get("origin") or {}
+        source, origin = record.source, record.origin or {}
         where = ", ".join(f"{key} {value}" for key, value in origin.items())
         lines.append(
             f"\ndocument {d + 1} of {len(sample.documents)}: tokens {start}-{end - 1} ({end - start}), kind "
-            f"{record['kind']}, part {record['part'][0]}/{record['part'][1]}, {record['loss_tokens']} loss tokens\n"
-            f"  from input {source['input']} {source['shard']} key {source['key']} ({where})"
+            f"{record.kind}, part {record.part[0]}/{record.part[1]}, {record.loss_tokens} loss tokens\n"
+            f"  from input {source.input} {source.shard} key {source.key} ({where})"
         )
         images_in_document = []
         for first, last, is_image, trained in _document_runs(sample, start, end, tokenizer.vision_start_id,

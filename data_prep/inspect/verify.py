@@ -22,9 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from megatron_vl.data.mrope import mrope_position_ids
-from megatron_vl.data.packed_format import (
-    MANIFEST_NAME, KindStats, PackedDataset, PackedManifest, PackedSample, index_name, png_size,
-)
+from megatron_vl.data.packed_format import PackedDataset, PackedSample, index_name, png_size
+from megatron_vl.data.packed_manifest import MANIFEST_NAME, KindStats, PackedManifest
 from megatron_vl.files import sha256_file
 
 LISTED_FILE = re.compile(r"packed-\d{6}(\.tar|\.index\.npy)")
@@ -107,7 +106,7 @@ def sample_problems(sample: PackedSample, manifest: PackedManifest, totals: dict
     ids = manifest.special_ids
     pad, image_pad = manifest.pad_id, ids["<|image_pad|>"]
     vision = [ids["<|vision_start|>"], image_pad, ids["<|vision_end|>"]]
-    patch, merge = manifest.image_settings["patch_size"], manifest.image_settings["merge_size"]
+    patch, merge = manifest.image_settings.patch_size, manifest.image_settings.merge_size
     if sample.seq_len != manifest.seq_len:
         return [f"{sample.seq_len} tokens, manifest seq_len is {manifest.seq_len}"]
     problems = []
@@ -115,14 +114,14 @@ def sample_problems(sample: PackedSample, manifest: PackedManifest, totals: dict
     for (start, end), record in zip(zip(sample.cu_seqlens[:-1], sample.cu_seqlens[1:]), sample.documents):
         tokens, labels, loss = sample.tokens[start:end], sample.labels[start:end], sample.loss_mask[start:end]
         name = f"document at {start}"
-        if record.get("length") != end - start:
-            problems.append(f"{name}: record length {record.get('length')} but seq_lens says {end - start}")
+        if record.length != end - start:
+            problems.append(f"{name}: record length {record.length} but seq_lens says {end - start}")
         if np.any(labels[:-1] != tokens[1:]) or labels[-1] != pad:
             problems.append(f"{name}: labels are not the next tokens of the document")
         if np.any(loss.astype(bool) & np.isin(labels, vision)) or loss[-1]:
             problems.append(f"{name}: the loss mask covers image tokens, vision markers or the document's end")
         document_grids = [next(grids, None) for _ in range(int(np.sum(tokens == vision[0])))]
-        if None in document_grids or record.get("num_images") != len(document_grids):
+        if None in document_grids or record.num_images != len(document_grids):
             problems.append(f"{name}: image markers do not match the image grids / num_images")
             continue
         image_tokens = int(np.sum(tokens == image_pad))
@@ -133,12 +132,12 @@ def sample_problems(sample: PackedSample, manifest: PackedManifest, totals: dict
                                       spatial_merge_size=merge)
         if not np.array_equal(sample.position_ids[:, start:end], expected):
             problems.append(f"{name}: position ids are not the document's M-RoPE positions")
-        if record.get("loss_tokens") != int(loss.sum()):
-            problems.append(f"{name}: record loss_tokens {record.get('loss_tokens')} but the mask has {int(loss.sum())}")
-        totals[record.get("kind")].add(KindStats(
+        if record.loss_tokens != int(loss.sum()):
+            problems.append(f"{name}: record loss_tokens {record.loss_tokens} but the mask has {int(loss.sum())}")
+        totals[record.kind] += KindStats(
             documents=1, tokens=int(end - start), image_tokens=image_tokens, loss_tokens=int(loss.sum()),
             images=len(document_grids),
-        ))
+        )
     tail = slice(int(sample.cu_seqlens[-1]), None)
     if np.any(sample.tokens[tail] != pad) or np.any(sample.labels[tail] != pad) or np.any(sample.loss_mask[tail]):
         problems.append("padding holds tokens, labels or loss other than the pad id and 0")
@@ -156,7 +155,7 @@ def _totals_problems(manifest: PackedManifest, totals: dict[str, KindStats], len
     if len(lengths) != manifest.num_documents:
         problems.append(f"{len(lengths)} documents in the samples, manifest says {manifest.num_documents}")
     histogram = manifest.document_length_histogram
-    counts, _ = np.histogram(lengths, bins=histogram["edges"])
-    if counts.tolist() != histogram["counts"]:
+    counts, _ = np.histogram(lengths, bins=histogram.edges)
+    if counts.tolist() != histogram.counts:
         problems.append("document length histogram differs from the samples")
     return problems

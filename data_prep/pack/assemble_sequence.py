@@ -6,32 +6,33 @@ import numpy as np
 
 from data_prep.pack.document_tokens import Document
 from megatron_vl.data.mrope import mrope_position_ids
-from megatron_vl.data.packed_format import PackedSample
+from megatron_vl.data.packed_format import DocumentSource, PackedDocument, PackedSample
 
 
 def assemble_sequence(
     documents: list[Document],
     images: list[bytes],
-    provenance: list[dict],
     *,
+    sources: list[DocumentSource],
+    origins: list[dict],
     seq_len: int,
     pad_id: int,
     image_pad_id: int,
     vision_start_id: int,
     spatial_merge_size: int,
 ) -> PackedSample:
-    """One packed sample from ``documents`` (in order), their images' PNG bytes (in order) and one
-    provenance record per document (kind, source, ... ; length and counts are added here)."""
+    """One packed sample from ``documents`` (in order), their images' PNG bytes (in order), and each
+    document's source sample and that sample's origin (its ingest ``source``)."""
     lengths = [len(document) for document in documents]
     used = sum(lengths)
-    assert used <= seq_len and len(provenance) == len(documents)
+    assert used <= seq_len and len(sources) == len(origins) == len(documents)
     tokens = np.full(seq_len, pad_id, dtype=np.int32)
     labels = np.full(seq_len, pad_id, dtype=np.int32)
     loss_mask = np.zeros(seq_len, dtype=np.uint8)
     positions = np.zeros((3, seq_len), dtype=np.int32)
     records = []
     start = 0
-    for document, record in zip(documents, provenance):
+    for document, source, origin in zip(documents, sources, origins):
         end = start + len(document)
         tokens[start:end] = document.tokens
         # Token j predicts token j + 1 of the same document; the last one predicts nothing.
@@ -41,12 +42,15 @@ def assemble_sequence(
             document.tokens, document.image_grids, image_pad_id=image_pad_id,
             vision_start_id=vision_start_id, spatial_merge_size=spatial_merge_size,
         )
-        records.append({
-            **record,
-            "length": len(document),
-            "num_images": len(document.image_grids),
-            "loss_tokens": int(document.loss[1:].sum()),
-        })
+        records.append(PackedDocument(
+            kind=document.kind,
+            source=source,
+            origin=origin,
+            part=document.part,
+            length=len(document),
+            num_images=len(document.image_grids),
+            loss_tokens=int(document.loss[1:].sum()),
+        ))
         start = end
     return PackedSample(
         tokens=tokens,

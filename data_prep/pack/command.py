@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shutil
 import sys
@@ -35,23 +34,27 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_prep import sample_shards
-from data_prep.pack.document_tokens import LONG_DOC_POLICIES
 from data_prep.pack.packed_shard_writer import save_manifest
 from data_prep.pack.plan_sequences import plan_sequences
-from data_prep.parallel_map import ordered_map
-from data_prep.pack.tokenize_shards import (
-    TokenizeSettings, TokenizeTask, load_spill_index, spill_done, tokenize_shard,
-)
+from data_prep.pack.resume import PackIdentity, PackInput, already_packed, prepare_work_dir
+from data_prep.pack.statistics import histogram_edges, print_summary
+from data_prep.pack.tokenize_shards import TokenizeSettings, TokenizeTask, tokenize_shard
 from data_prep.pack.tokenize_shards import init_worker as init_tokenize_worker
-from data_prep.pack.write_packed_shards import WriteSettings, WriteTask, read_record, write_packed_shard
+from data_prep.pack.tokenized_shard import TokenizedDocument, TokenizedShard, load_tokenized_shard, tokenized_shard_done
+from data_prep.pack.write_packed_shards import (
+    ShardRecord, TokenizedShardSource, WriteSettings, WriteTask, read_record, write_packed_shard,
+)
 from data_prep.pack.write_packed_shards import init_worker as init_write_worker
+from data_prep.parallel_map import ordered_map
+from data_prep.sample_shards.manifest import MANIFEST_NAME as INGEST_MANIFEST_NAME
+from data_prep.sample_shards.manifest import IngestManifest, load_manifest
 from megatron_vl.data.images import ImageSettings
-from megatron_vl.data.packed_format import MANIFEST_NAME, KindStats, PackedManifest, index_name
-from megatron_vl.files import sha256_file, write_atomically
-from megatron_vl.tokenizer import load_tokenizer
-
-WORK_DIR = ".pack-work"
+from megatron_vl.data.packed_format import index_name
+from megatron_vl.data.packed_manifest import (
+    LONG_DOC_POLICIES, KindStats, LengthHistogram, PackedManifest, PackSettings, PackSource, ShardEntry,
+)
+from megatron_vl.files import sha256_file
+from megatron_vl.tokenizer import Tokenizer, load_tokenizer
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -86,6 +89,10 @@ class PackOptions:
         if self.long_doc not in LONG_DOC_POLICIES:
             raise ValueError(f"--long-doc must be one of {LONG_DOC_POLICIES}, got {self.long_doc!r}")
 
+    @property
+    def settings(self) -> PackSettings:
+        return PackSettings(seed=self.seed, window=self.window, shard_size=self.shard_size, long_doc=self.long_doc)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = {field.name: field.default for field in dataclasses.fields(PackOptions)}
@@ -119,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if manifest is not None:
         seconds = time.monotonic() - started
-        samples = sum(source["samples"] for source in manifest.sources)
+        samples = sum(source.samples for source in manifest.sources)
         print(f"\npacked {samples} samples in {seconds:.1f}s ({samples / max(seconds, 1e-9):.0f} samples/s, "
               f"workers: {options.workers})")
         print_summary(manifest, options.out)
@@ -129,120 +136,71 @@ def run(args: argparse.Namespace) -> int:
 def pack(options: PackOptions, *, progress: bool = True) -> PackedManifest | None:
     """Pack, continuing an interrupted run in ``options.out``; returns None if it was already done."""
     tokenizer = load_tokenizer(options.tokenizer)
-    sources, image_settings = _read_inputs(options.inputs)
-    settings = {
-        "seq_len": options.seq_len,
-        "tokenizer_fingerprint": tokenizer.fingerprint,
-        "pack_settings": {"seed": options.seed, "window": options.window, "shard_size": options.shard_size,
-                          "long_doc": options.long_doc},
-        "sources": [{key: source[key] for key in ("path", "ingest_manifest_sha256")} for source in sources],
-    }
+    inputs, manifests, image_settings = _read_inputs(options.inputs)
+    identity = PackIdentity(
+        seq_len=options.seq_len, tokenizer_fingerprint=tokenizer.fingerprint, pack_settings=options.settings,
+        sources=inputs,
+    )
     out = Path(options.out)
-    if _already_packed(out, settings):
+    if already_packed(out, identity):
         print(f"{out} already holds this pack (manifest.json matches the options); nothing to do")
         return None
-    work = _prepare_work_dir(out, settings)
+    work = prepare_work_dir(out, identity)
 
-    spill_prefixes, spills = _tokenize(options, sources, image_settings, work, progress)
-    documents = [(number, record) for number, spill in enumerate(spills) for record in spill["documents"]]
-    lengths = np.array([record["length"] for _, record in documents], dtype=np.int64)
+    prefixes, tokenized = _tokenize(options, inputs, manifests, image_settings, work, progress)
+    documents = [(number, document) for number, shard in enumerate(tokenized) for document in shard.documents]
+    lengths = np.array([document.length for _, document in documents], dtype=np.int64)
     sequences = plan_sequences(lengths, seq_len=options.seq_len, seed=options.seed, window=options.window)
     if not sequences:
         raise ValueError(f"no document of {options.inputs} fits a sequence of {options.seq_len} tokens; "
                          "nothing to pack (see the dropped counts of a --long-doc split run)")
 
-    edges = _histogram_edges(options.seq_len)
+    edges = histogram_edges(options.seq_len)
     write_settings = WriteSettings(
         out_dir=str(out), record_dir=str(work / "shards"), seq_len=options.seq_len,
-        spills=[
-            {"prefix": prefix, **{key: spill[key] for key in ("input", "shard", "shard_path")}}
-            for prefix, spill in zip(spill_prefixes, spills)
+        tokenized_shards=[
+            TokenizedShardSource(prefix=prefix, input=shard.input, shard=shard.shard, shard_path=shard.shard_path)
+            for prefix, shard in zip(prefixes, tokenized)
         ],
         pad_id=tokenizer.pad_id, image_pad_id=tokenizer.image_pad_id, vision_start_id=tokenizer.vision_start_id,
         patch_size=image_settings.patch_size, merge_size=image_settings.merge_size, histogram_edges=edges,
     )
     records = _write_shards(options, sequences, documents, write_settings, progress)
-
-    for number, source in enumerate(sources):
-        source["samples"] = sum(spill["samples"] for spill in spills if spill["input"] == number)
-    manifest = _manifest(settings, tokenizer, image_settings, sources, spills, records, edges)
+    manifest = _manifest(identity, tokenizer, image_settings, inputs, tokenized, records, edges)
     save_manifest(manifest, out)
     shutil.rmtree(work)
     return manifest
 
 
-def _read_inputs(inputs: list[str]) -> tuple[list[dict], ImageSettings]:
-    sources, image_settings = [], None
-    for directory in inputs:
-        manifest = sample_shards.load_manifest(directory)
-        settings = ImageSettings.from_dict(manifest["image_settings"])
-        if image_settings is not None and settings != image_settings:
+def _read_inputs(directories: list[str]) -> tuple[list[PackInput], list[IngestManifest], ImageSettings]:
+    inputs, manifests = [], []
+    for directory in directories:
+        manifest = load_manifest(directory)
+        if manifests and manifest.image_settings != manifests[0].image_settings:
             raise ValueError(
-                f"{directory} was ingested with image settings {settings.to_dict()} but {inputs[0]} with "
-                f"{image_settings.to_dict()}; pack inputs need the same settings: re-ingest one of them"
+                f"{directory} was ingested with image settings {manifest.image_settings.to_dict()} but "
+                f"{directories[0]} with {manifests[0].image_settings.to_dict()}; pack inputs need the same "
+                "settings: re-ingest one of them"
             )
-        image_settings = settings
-        path = os.path.join(directory, sample_shards.MANIFEST_NAME)
-        sources.append({
-            "path": os.path.abspath(directory),
-            "ingest_manifest_sha256": sha256_file(Path(path)),
-            "shards": manifest["shards"],
-        })
-    return sources, image_settings
+        manifests.append(manifest)
+        inputs.append(PackInput(
+            path=os.path.abspath(directory),
+            ingest_manifest_sha256=sha256_file(Path(directory) / INGEST_MANIFEST_NAME),
+        ))
+    return inputs, manifests, manifests[0].image_settings
 
 
-def _already_packed(out: Path, settings: dict) -> bool:
-    if not (out / MANIFEST_NAME).exists():
-        return False
-    manifest = PackedManifest.load(out)
-    recorded = {
-        "seq_len": manifest.seq_len,
-        "tokenizer_fingerprint": manifest.tokenizer_fingerprint,
-        "pack_settings": manifest.pack_settings,
-        "sources": [{key: source[key] for key in ("path", "ingest_manifest_sha256")} for source in manifest.sources],
-    }
-    _refuse_other_settings(out, recorded, settings)
-    return True
-
-
-def _prepare_work_dir(out: Path, settings: dict) -> Path:
-    work = out / WORK_DIR
-    settings_path = work / "settings.json"
-    if settings_path.exists():
-        _refuse_other_settings(out, json.loads(settings_path.read_text()), settings)
-    else:
-        if out.exists() and any(out.iterdir()):
-            raise ValueError(f"--out {out} is not empty and holds no pack in progress; choose an empty or new directory")
-        (work / "tokenized").mkdir(parents=True, exist_ok=True)
-        (work / "shards").mkdir(exist_ok=True)
-        write_atomically(settings_path, json.dumps(settings, indent=1, sort_keys=True).encode())
-    return work
-
-
-def _refuse_other_settings(out: Path, recorded: dict, wanted: dict) -> None:
-    differing = [
-        f"{name}: {recorded.get(name)!r} there, {wanted[name]!r} now"
-        for name in wanted
-        if recorded.get(name) != wanted[name]
-    ]
-    if differing:
-        raise ValueError(
-            f"--out {out} holds a pack made with other inputs or options ({'; '.join(differing)}); rerun with the "
-            "original options to continue it, or choose a new --out"
-        )
-
-
-def _tokenize(options, sources, image_settings, work, progress) -> tuple[list[str], list[dict]]:
+def _tokenize(options, inputs, manifests, image_settings, work, progress) -> tuple[list[str], list[TokenizedShard]]:
     tasks = [
         TokenizeTask(
-            input_index=i, shard_path=os.path.join(source["path"], shard["name"]), sha256=shard["sha256"],
-            spill_prefix=str(work / "tokenized" / f"{i:03d}-{shard['name'].removesuffix('.tar')}"),
+            input_index=i, shard_path=os.path.join(source.path, shard.name), sha256=shard.sha256,
+            spill_prefix=str(work / "tokenized" / f"{i:03d}-{shard.name.removesuffix('.tar')}"),
         )
-        for i, source in enumerate(sources)
-        for shard in source["shards"]
+        for i, (source, manifest) in enumerate(zip(inputs, manifests))
+        for shard in manifest.shards
     ]
-    todo = [task for task in tasks if not spill_done(task.spill_prefix)]
-    settings = TokenizeSettings(tokenizer_path=options.tokenizer, image_settings=image_settings.to_dict(),
+    todo = [task for task in tasks if not tokenized_shard_done(task.spill_prefix)]
+    settings = TokenizeSettings(tokenizer_path=options.tokenizer, image_settings=image_settings,
                                 seq_len=options.seq_len, long_doc=options.long_doc)
     bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="tokenize", unit="shard", disable=not progress)
     for _ in ordered_map(tokenize_shard, todo, workers=min(options.workers, max(len(todo), 1)), chunk_size=1,
@@ -250,14 +208,17 @@ def _tokenize(options, sources, image_settings, work, progress) -> tuple[list[st
         bar.update()
     bar.close()
     prefixes = [task.spill_prefix for task in tasks]
-    return prefixes, [load_spill_index(prefix) for prefix in prefixes]
+    return prefixes, [load_tokenized_shard(prefix) for prefix in prefixes]
 
 
-def _write_shards(options, sequences, documents, write_settings, progress) -> list[dict]:
+def _write_shards(
+    options: PackOptions, sequences: list[list[int]], documents: list[tuple[int, TokenizedDocument]],
+    write_settings: WriteSettings, progress: bool,
+) -> list[ShardRecord]:
     count = -(-len(sequences) // options.shard_size)
-    records: list[dict | None] = [read_record(write_settings.record_dir, j) for j in range(count)]
+    records: list[ShardRecord | None] = [read_record(write_settings.record_dir, j) for j in range(count)]
     for j, record in enumerate(records):
-        if record is not None and not _shard_intact(Path(options.out), record["entry"]):
+        if record is not None and not _shard_intact(Path(options.out), record.entry):
             records[j] = None
     tasks = [
         WriteTask(
@@ -280,7 +241,7 @@ def _write_shards(options, sequences, documents, write_settings, progress) -> li
     return records
 
 
-def _shard_intact(out: Path, entry) -> bool:
+def _shard_intact(out: Path, entry: ShardEntry) -> bool:
     shard, index = out / entry.name, out / index_name(entry.name)
     return (
         shard.exists() and index.exists() and shard.stat().st_size == entry.bytes
@@ -288,54 +249,40 @@ def _shard_intact(out: Path, entry) -> bool:
     )
 
 
-def _histogram_edges(seq_len: int) -> list[int]:
-    """Document length buckets: 1, 64, 128, 256, ... powers of two below seq_len, then seq_len + 1."""
-    edges = [1] + [2**k for k in range(6, 32) if 2**k < seq_len] + [seq_len + 1]
-    return sorted(set(edges))
-
-
-def _manifest(settings, tokenizer, image_settings, sources, spills, records, edges) -> PackedManifest:
+def _manifest(
+    identity: PackIdentity, tokenizer: Tokenizer, image_settings: ImageSettings, inputs: list[PackInput],
+    tokenized: list[TokenizedShard], records: list[ShardRecord], edges: list[int],
+) -> PackedManifest:
     stats: dict[str, KindStats] = {}
     histogram = np.zeros(len(edges) - 1, dtype=np.int64)
     for record in records:
-        for kind, values in record["tokens_per_kind"].items():
-            stats.setdefault(kind, KindStats()).add(KindStats(**values))
-        histogram += record["histogram_counts"]
-    num_samples = sum(record["entry"].num_samples for record in records)
-    seq_len = settings["seq_len"]
+        for kind, counts in record.tokens_per_kind.items():
+            stats[kind] = stats.get(kind, KindStats()) + counts
+        histogram += record.histogram_counts
+    num_samples = sum(record.entry.num_samples for record in records)
+    seq_len = identity.seq_len
     padding = num_samples * seq_len - sum(kind.tokens for kind in stats.values())
     dropped: Counter[str] = Counter()
-    for spill in spills:
-        dropped.update(spill["dropped"])
+    for shard in tokenized:
+        dropped.update(shard.dropped)
     return PackedManifest(
         seq_len=seq_len,
-        tokenizer_fingerprint=settings["tokenizer_fingerprint"],
+        tokenizer_fingerprint=identity.tokenizer_fingerprint,
         special_ids=dict(tokenizer.special_ids),
         pad_id=tokenizer.pad_id,
-        image_settings=image_settings.to_dict(),
-        pack_settings=settings["pack_settings"],
-        sources=[{key: source[key] for key in ("path", "ingest_manifest_sha256", "samples")} for source in sources],
-        shards=[record["entry"] for record in records],
+        image_settings=image_settings,
+        pack_settings=identity.pack_settings,
+        sources=[
+            PackSource(path=source.path, ingest_manifest_sha256=source.ingest_manifest_sha256,
+                       samples=sum(shard.samples for shard in tokenized if shard.input == number))
+            for number, source in enumerate(inputs)
+        ],
+        shards=[record.entry for record in records],
         num_samples=num_samples,
         num_documents=int(histogram.sum()),
         tokens_per_kind=dict(sorted(stats.items())),
         padding_fraction=padding / (num_samples * seq_len),
         dropped=dict(sorted(dropped.items())),
-        split_documents=sum(spill["split_documents"] for spill in spills),
-        document_length_histogram={"edges": edges, "counts": histogram.tolist()},
+        split_documents=sum(shard.split_documents for shard in tokenized),
+        document_length_histogram=LengthHistogram(edges=edges, counts=histogram.tolist()),
     )
-
-
-def print_summary(manifest: PackedManifest, out: str) -> None:
-    print(f"\n{out}: {manifest.num_samples} sequences of {manifest.seq_len} tokens in {len(manifest.shards)} shards, "
-          f"{manifest.num_documents} documents, padding {100 * manifest.padding_fraction:.2f}%")
-    print(f"  {'kind':<14}{'documents':>11}{'tokens':>14}{'image tok':>14}{'loss tok':>14}{'images':>9}")
-    for kind, stats in manifest.tokens_per_kind.items():
-        print(f"  {kind:<14}{stats.documents:>11}{stats.tokens:>14}{stats.image_tokens:>14}{stats.loss_tokens:>14}"
-              f"{stats.images:>9}")
-    print(f"  split into parts (longer than {manifest.seq_len}): {manifest.split_documents} documents")
-    if manifest.dropped:
-        for reason, count in manifest.dropped.items():
-            print(f"  dropped ({reason}): {count} documents")
-    else:
-        print("  dropped: none")

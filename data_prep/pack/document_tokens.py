@@ -22,12 +22,10 @@ import dataclasses
 
 import numpy as np
 
-from data_prep.ingest.raw_schema import KINDS
+from data_prep.sample_shards.sample_meta import SampleMeta
 from megatron_vl.data.images import ImageSettings, num_vision_tokens
+from megatron_vl.data.packed_manifest import LONG_DOC_POLICIES
 from megatron_vl.tokenizer import Tokenizer
-
-LONG_DOC_POLICIES = ("split", "drop")
-
 
 @dataclasses.dataclass(kw_only=True)
 class Document:
@@ -50,15 +48,9 @@ class Document:
         return len(self.tokens)
 
 
-def tokenize_sample(meta: dict, tokenizer: Tokenizer, settings: ImageSettings, *, where: str) -> Document:
+def tokenize_sample(meta: SampleMeta, tokenizer: Tokenizer, settings: ImageSettings, *, where: str) -> Document:
     """The document of a sample's ``{key}.json``; ``where`` names the sample in errors."""
-    kind = meta.get("kind")
-    if kind not in KINDS:
-        raise ValueError(f"{where}: kind {kind!r} is not one of {KINDS}; re-run ingest on its source")
-    images = meta.get("images", [])
-    segments = meta.get("segments")
-    if not isinstance(segments, list) or not segments:
-        raise ValueError(f"{where}: 'segments' must be a non-empty list; re-run ingest on its source")
+    images, segments = meta.images, meta.segments
     texts = [segment["text"] for segment in segments if "text" in segment]
     encoded = iter(tokenizer.encode_batch(texts))
     pieces, loss_pieces, grids, refs = [], [], [], []
@@ -81,7 +73,7 @@ def tokenize_sample(meta: dict, tokenizer: Tokenizer, settings: ImageSettings, *
             if not isinstance(k, int) or not 0 <= k < len(images):
                 raise ValueError(f"{where}: segment {number} refers to image {k!r} but the sample has "
                                  f"{len(images)} images; re-run ingest on its source")
-            height, width = images[k]["height"], images[k]["width"]
+            height, width = images[k].height, images[k].width
             count = num_vision_tokens(height, width, settings)
             pieces.append([tokenizer.vision_start_id] + [tokenizer.image_pad_id] * count + [tokenizer.vision_end_id])
             loss_pieces.append([0] * (count + 2))
@@ -99,7 +91,7 @@ def tokenize_sample(meta: dict, tokenizer: Tokenizer, settings: ImageSettings, *
         loss=np.fromiter((f for piece in loss_pieces for f in piece), dtype=np.uint8),
         image_grids=grids,
         image_refs=refs,
-        kind=kind,
+        kind=meta.kind,
     )
 
 

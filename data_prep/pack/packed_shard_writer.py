@@ -6,6 +6,7 @@ always has its index beside it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -15,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.webdataset_tar import TarShardWriter
-from megatron_vl.data.packed_format import (
-    ARRAY_MEMBERS, MANIFEST_NAME, PackedManifest, PackedSample, ShardEntry, index_name,
-)
+from megatron_vl.data.packed_format import ARRAY_MEMBERS, PackedSample, index_name
+from megatron_vl.data.packed_manifest import MANIFEST_NAME, PackedManifest, ShardEntry
 from megatron_vl.files import write_atomically
 
 
@@ -35,7 +35,7 @@ def packed_sample_members(sample: PackedSample) -> dict[str, bytes]:
     members = {name: npy_bytes(getattr(sample, name.removesuffix(".npy"))) for name in ARRAY_MEMBERS}
     meta = {
         "image_grid_thw": [list(map(int, grid)) for grid in sample.image_grid_thw],
-        "documents": sample.documents,
+        "documents": [dataclasses.asdict(document) for document in sample.documents],
         "num_padding": int(sample.num_padding),
     }
     members["meta.json"] = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()

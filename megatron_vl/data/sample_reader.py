@@ -76,8 +76,6 @@ class MicroBatchReader(torch.utils.data.Dataset):
         manifest = self.datasets[dataset].manifest
         if packed.seq_len != manifest.seq_len:
             raise ValueError(f"it holds {packed.seq_len} tokens, the manifest says seq_len {manifest.seq_len}")
-        if any(not isinstance(document.get("kind"), str) for document in packed.documents):
-            raise ValueError("a document record has no data kind")
         merge = self.image_settings.merge_size
         placeholders = int(np.count_nonzero(packed.tokens == manifest.special_ids["<|image_pad|>"]))
         image_tokens = sum(t * h * w for t, h, w in packed.image_grid_thw) // (merge * merge)

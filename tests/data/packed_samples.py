@@ -7,7 +7,9 @@ import numpy as np
 from PIL import Image
 
 from data_prep.pack.packed_shard_writer import save_manifest, write_shard
-from megatron_vl.data.packed_format import KindStats, PackedManifest, PackedSample, sample_key, shard_name
+from megatron_vl.data.images import ImageSettings
+from megatron_vl.data.packed_format import DocumentSource, PackedDocument, PackedSample, sample_key, shard_name
+from megatron_vl.data.packed_manifest import KindStats, LengthHistogram, PackedManifest, PackSettings
 
 SEQ_LEN = 32
 
@@ -16,6 +18,12 @@ def png(height, width, color):
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def packed_document(kind, length):
+    return PackedDocument(kind=kind, source=DocumentSource(input=0, shard="samples-000000.tar", key="000000000"),
+                          origin={"file": "raw.jsonl", "line": 1}, part=(1, 1), length=length, num_images=0,
+                          loss_tokens=0)
 
 
 def make_sample(seed):
@@ -31,7 +39,7 @@ def make_sample(seed):
         seq_lens=seq_lens,
         images=[png(28, 56, (seed, 0, 0)), png(56, 28, (0, seed, 0))],
         image_grid_thw=[(1, 2, 4), (1, 4, 2)],
-        documents=[{"kind": "caption", "length": int(n)} for n in seq_lens],
+        documents=[packed_document("caption", int(n)) for n in seq_lens],
         num_padding=3,
     )
 
@@ -51,11 +59,11 @@ def make_manifest(entries, samples_per_shard):
     tokens = num_samples * (SEQ_LEN - 3)
     return PackedManifest(
         seq_len=SEQ_LEN, tokenizer_fingerprint="abc", special_ids={"<|image_pad|>": 7}, pad_id=0,
-        image_settings={"min_pixels": 3136}, pack_settings={"seed": 0}, sources=[], shards=entries,
-        num_samples=num_samples, num_documents=2 * num_samples,
+        image_settings=ImageSettings(), pack_settings=PackSettings(seed=0, window=10, shard_size=3, long_doc="split"),
+        sources=[], shards=entries, num_samples=num_samples, num_documents=2 * num_samples,
         tokens_per_kind={"caption": KindStats(documents=2 * num_samples, tokens=tokens)},
         padding_fraction=3 / SEQ_LEN, dropped={}, split_documents=0,
-        document_length_histogram={"edges": [1, SEQ_LEN + 1], "counts": [2 * num_samples]},
+        document_length_histogram=LengthHistogram(edges=[1, SEQ_LEN + 1], counts=[2 * num_samples]),
     )
 
 

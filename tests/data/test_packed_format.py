@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from data_prep.pack.packed_shard_writer import packed_sample_members
-from megatron_vl.data.packed_format import PackedDataset, PackedManifest, PackedSample, index_name, shard_name
+from megatron_vl.data.images import ImageSettings
+from megatron_vl.data.packed_format import PackedDataset, PackedSample, index_name, shard_name
+from megatron_vl.data.packed_manifest import PackedManifest
 from tests.data.packed_samples import SEQ_LEN, assert_same, make_sample, write_dataset
 
 
@@ -37,13 +39,13 @@ def test_random_access_reads_every_sample(dataset_dir):
 def test_manifest_round_trip_and_validation(dataset_dir, tmp_path):
     manifest = PackedManifest.load(dataset_dir)
     assert manifest.to_json() == (dataset_dir / "manifest.json").read_text()
+    assert PackedManifest.from_json(manifest.to_json()) == manifest
     fields = json.loads(manifest.to_json())
-    with pytest.raises(ValueError, match="num_samples"):
-        PackedManifest(**{**fields, "num_samples": 9})
-    with pytest.raises(ValueError, match="padding_fraction"):
-        PackedManifest(**{**fields, "padding_fraction": 0.5})
-    with pytest.raises(ValueError, match="format version"):
-        PackedManifest(**{**fields, "format_version": 99})
+    for change, message in (({"num_samples": 9}, "num_samples"), ({"padding_fraction": 0.5}, "padding_fraction"),
+                            ({"format_version": 99}, "format version"), ({"seq_len": 0}, "seq_len"),
+                            ({"pack_settings": {**fields["pack_settings"], "long_doc": "cut"}}, "long_doc")):
+        with pytest.raises(ValueError, match=message):
+            PackedManifest.from_json(json.dumps({**fields, **change}))
     (tmp_path / "manifest.json").write_text(json.dumps({**fields, "colour": "red"}))
     with pytest.raises(ValueError, match="unknown fields"):
         PackedManifest.load(tmp_path)
@@ -53,13 +55,13 @@ def test_manifest_round_trip_and_validation(dataset_dir, tmp_path):
 
 def test_training_refuses_a_mismatched_dataset(dataset_dir):
     manifest = PackedManifest.load(dataset_dir)
-    manifest.check_compatible(seq_len=SEQ_LEN, tokenizer_fingerprint="abc", image_settings={"min_pixels": 3136})
+    manifest.check_compatible(seq_len=SEQ_LEN, tokenizer_fingerprint="abc", image_settings=ImageSettings())
     with pytest.raises(ValueError, match="seq_len"):
-        manifest.check_compatible(seq_len=64, tokenizer_fingerprint="abc", image_settings={})
+        manifest.check_compatible(seq_len=64, tokenizer_fingerprint="abc", image_settings=ImageSettings())
     with pytest.raises(ValueError, match="tokenizer_fingerprint"):
-        manifest.check_compatible(seq_len=SEQ_LEN, tokenizer_fingerprint="xyz", image_settings={})
-    with pytest.raises(ValueError, match="min_pixels"):
-        manifest.check_compatible(seq_len=SEQ_LEN, tokenizer_fingerprint="abc", image_settings={"min_pixels": 1})
+        manifest.check_compatible(seq_len=SEQ_LEN, tokenizer_fingerprint="xyz", image_settings=ImageSettings())
+    with pytest.raises(ValueError, match=r"'min_pixels': \(3136, 1\)"):
+        manifest.check_compatible(seq_len=SEQ_LEN, tokenizer_fingerprint="abc", image_settings=ImageSettings(min_pixels=1))
 
 
 def test_damaged_sample_is_refused_with_its_name():
@@ -70,6 +72,9 @@ def test_damaged_sample_is_refused_with_its_name():
     meta = json.loads(members["meta.json"])
     members["meta.json"] = json.dumps({**meta, "num_padding": 4}).encode()
     with pytest.raises(ValueError, match="padding"):
+        PackedSample.from_tar_members(members)
+    members["meta.json"] = json.dumps({**meta, "documents": [{"kind": "text"}]}).encode()
+    with pytest.raises(ValueError, match="a document record has missing or unknown fields"):
         PackedSample.from_tar_members(members)
 
 

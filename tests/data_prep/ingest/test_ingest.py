@@ -16,7 +16,8 @@ from transformers import Qwen2VLImageProcessorPil
 from data_prep.ingest import command as ingest
 from data_prep.demo.scenes import COLORS
 from data_prep.ingest.rejects import RejectReason
-from data_prep.sample_shards import iter_dataset, load_manifest
+from data_prep.sample_shards.manifest import MANIFEST_NAME, load_manifest
+from data_prep.sample_shards.reader import iter_dataset
 from megatron_vl.data.images import ImageSettings, patchify
 from tests.data_prep.cli import run_subcommand
 
@@ -43,26 +44,26 @@ def ingested(demo_raw, tmp_path_factory):
 
 def test_every_demo_document_becomes_a_sample(ingested):
     out, manifest, samples = ingested
-    assert manifest["kinds"] == DEMO_KINDS
-    assert manifest["num_samples"] == len(samples) == sum(DEMO_KINDS.values())
-    assert manifest["num_rejected"] == 0 and manifest["rejects"] == {}
-    assert [shard["num_samples"] for shard in manifest["shards"]] == [10] * 7 + [6]
+    assert manifest.kinds == DEMO_KINDS
+    assert manifest.num_samples == len(samples) == sum(DEMO_KINDS.values())
+    assert manifest.num_rejected == 0 and manifest.rejects == {}
+    assert [shard.num_samples for shard in manifest.shards] == [10] * 7 + [6]
+    assert manifest.to_json() == (out / MANIFEST_NAME).read_text()
     assert [record.key for _, record in samples] == [f"{i:09d}" for i in range(len(samples))]
-    for shard in manifest["shards"]:
-        data = (out / shard["name"]).read_bytes()
-        assert (len(data), hashlib.sha256(data).hexdigest()) == (shard["bytes"], shard["sha256"])
+    for shard in manifest.shards:
+        data = (out / shard.name).read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (shard.bytes, shard.sha256)
     for _, record in samples:
         meta = record.meta
-        assert set(meta) == {"kind", "source", "images", "segments"}
-        assert [s["image"] for s in meta["segments"] if "image" in s] == list(range(len(meta["images"])))
-        assert all(set(s) in ({"image"}, {"text", "loss"}, {"special", "loss"}) for s in meta["segments"])
-        for entry, png in zip(meta["images"], record.images):
-            assert entry["height"] % 28 == 0 and entry["width"] % 28 == 0
-            assert decode(png).shape == (entry["height"], entry["width"], 3)
+        assert [s["image"] for s in meta.segments if "image" in s] == list(range(len(meta.images)))
+        assert all(set(s) in ({"image"}, {"text", "loss"}, {"special", "loss"}) for s in meta.segments)
+        for entry, png in zip(meta.images, record.images):
+            assert entry.height % 28 == 0 and entry.width % 28 == 0
+            assert decode(png).shape == (entry.height, entry.width, 3)
 
 
-def _source_image_paths(meta: dict) -> list[str]:
-    path, line = meta["source"]["file"], meta["source"]["line"]
+def _source_image_paths(meta) -> list[str]:
+    path, line = meta.source["file"], meta.source["line"]
     with open(path, encoding="utf-8") as file:
         record = json.loads(file.readlines()[line - 1])
     if "content" in record:
@@ -78,11 +79,11 @@ def test_stored_images_give_the_processors_patches_of_the_originals(ingested):
     settings = ImageSettings()
     checked = 0
     for _, record in samples[::3]:
-        for entry, png, path in zip(record.meta["images"], record.images, _source_image_paths(record.meta)):
+        for entry, png, path in zip(record.meta.images, record.images, _source_image_paths(record.meta)):
             with open(path, "rb") as file:
-                assert entry["sha256"] == hashlib.sha256(file.read()).hexdigest()
+                assert entry.sha256 == hashlib.sha256(file.read()).hexdigest()
             original = ImageOps.exif_transpose(Image.open(path))
-            assert (entry["orig_height"], entry["orig_width"]) == (original.height, original.width)
+            assert (entry.orig_height, entry.orig_width) == (original.height, original.width)
             expected = processor(images=[original])
             patches, grid = patchify(decode(png), settings)
             assert [list(grid)] == expected["image_grid_thw"].tolist()
@@ -93,10 +94,10 @@ def test_stored_images_give_the_processors_patches_of_the_originals(ingested):
 
 def test_grounding_boxes_land_on_the_drawn_shapes(ingested):
     _, _, samples = ingested
-    grounding = [record for _, record in samples if record.meta["kind"] == "grounding"]
+    grounding = [record for _, record in samples if record.meta.kind == "grounding"]
     for record in grounding:
         pixels = decode(record.images[0]).astype(int)
-        answer = json.loads(record.meta["segments"][-1]["text"])
+        answer = json.loads(record.meta.segments[-1]["text"])
         for box in answer:
             x1, y1, x2, y2 = box["bbox_2d"]
             assert 0 <= x1 < x2 <= pixels.shape[1] and 0 <= y1 < y2 <= pixels.shape[0]
@@ -151,9 +152,9 @@ def test_every_reject_reason_is_logged_and_counted(tmp_path, capsys):
     assert {entry["line"]: entry["reason"] for entry in logged} == expected
     assert all(entry["file"] == str(raw / "mixed.jsonl") and entry["detail"] for entry in logged)
     assert set(expected.values()) == {reason.value for reason in RejectReason}
-    assert manifest["rejects"] == {reason: 2 if reason == "unreadable_image" else 1 for reason in expected.values()}
-    assert manifest["num_samples"] == 3 and manifest["kinds"] == {"caption": 1, "grounding": 1, "text": 1}
-    assert [record.meta["source"]["line"] for _, record in iter_dataset(str(out))] == [9, 13, 14]
+    assert manifest.rejects == {reason: 2 if reason == "unreadable_image" else 1 for reason in expected.values()}
+    assert manifest.num_samples == 3 and manifest.kinds == {"caption": 1, "grounding": 1, "text": 1}
+    assert [record.meta.source["line"] for _, record in iter_dataset(str(out))] == [9, 13, 14]
     summary = capsys.readouterr().out
     assert "ingested 3 of 14 documents" in summary  # the blank line is no document
     assert all(reason in summary for reason in expected.values())
@@ -162,16 +163,16 @@ def test_every_reject_reason_is_logged_and_counted(tmp_path, capsys):
 def test_output_does_not_depend_on_the_number_of_workers(demo_raw, tmp_path):
     one = run_ingest("--input", demo_raw, "--out", tmp_path / "one", "--workers", 1, "--near-dup", 2)
     two = run_ingest("--input", demo_raw, "--out", tmp_path / "two", "--workers", 2, "--near-dup", 2)
-    assert one["shards"] == two["shards"] and one["rejects"] == two["rejects"]
+    assert one.shards == two.shards and one.rejects == two.rejects
 
 
 def test_shard_size_in_bytes(demo_raw, tmp_path):
     manifest = run_ingest("--input", demo_raw / "caption.jsonl", "--out", tmp_path, "--workers", 1,
                           "--shard-size", "40kB")
-    assert len(manifest["shards"]) > 1
-    for shard in manifest["shards"]:
-        assert shard["bytes"] == os.path.getsize(tmp_path / shard["name"]) <= 40_000
-    assert sum(shard["num_samples"] for shard in manifest["shards"]) == 12
+    assert len(manifest.shards) > 1
+    for shard in manifest.shards:
+        assert shard.bytes == os.path.getsize(tmp_path / shard.name) <= 40_000
+    assert sum(shard.num_samples for shard in manifest.shards) == 12
 
 
 def add_member(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
@@ -199,15 +200,15 @@ def test_webdataset_tars_are_read(tmp_path):
     out = tmp_path / "out"
     manifest = run_ingest("--input", tmp_path / "web.tar", "--out", out, "--kind", "caption", "--workers", 1)
     samples = [record for _, record in iter_dataset(str(out))]
-    assert [record.meta["source"] for record in samples] == [
+    assert [record.meta.source for record in samples] == [
         {"tar": str(tmp_path / "web.tar"), "key": "a/0001"}, {"tar": str(tmp_path / "web.tar"), "key": "a/0002"},
     ]
-    assert samples[0].meta["segments"][-1]["text"] == '[{"bbox_2d": [10, 9, 53, 42], "label": "ball"}]'
-    assert samples[1].meta["kind"] == "caption"
-    assert samples[1].meta["segments"][-1] == {"text": "A ball on a plain background.", "loss": True}
+    assert samples[0].meta.segments[-1]["text"] == '[{"bbox_2d": [10, 9, 53, 42], "label": "ball"}]'
+    assert samples[1].meta.kind == "caption"
+    assert samples[1].meta.segments[-1] == {"text": "A ball on a plain background.", "loss": True}
     logged = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     assert [(entry["key"], entry["reason"]) for entry in logged] == [("a/0003", "missing_image")]
-    assert manifest["num_samples"] == 2
+    assert manifest.num_samples == 2
 
 
 def test_existing_output_is_kept_unless_overwrite(demo_raw, tmp_path):
@@ -215,7 +216,7 @@ def test_existing_output_is_kept_unless_overwrite(demo_raw, tmp_path):
     with pytest.raises(ValueError, match="already holds an ingest output.*--overwrite"):
         run_ingest("--input", demo_raw / "text.jsonl", "--out", tmp_path, "--workers", 1)
     manifest = run_ingest("--input", demo_raw / "cot.jsonl", "--out", tmp_path, "--workers", 1, "--overwrite")
-    assert manifest["kinds"] == {"cot": 12}
+    assert manifest.kinds == {"cot": 12}
 
 
 def test_bad_options_are_clear_errors(demo_raw, tmp_path):

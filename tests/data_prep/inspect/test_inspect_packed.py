@@ -20,7 +20,7 @@ def packed(tmp_path_factory):
 
 def grounding_sample(packed_dir):
     dataset = PackedDataset(packed_dir)
-    return next(i for i in range(len(dataset)) if any(d["kind"] == "grounding" for d in dataset[i].documents))
+    return next(i for i in range(len(dataset)) if any(d.kind == "grounding" for d in dataset[i].documents))
 
 
 def test_statistics(packed, capsys):

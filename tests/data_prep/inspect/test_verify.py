@@ -9,7 +9,8 @@ import pytest
 from data_prep.__main__ import main
 from data_prep.inspect.verify import verify_dataset
 from data_prep.pack.packed_shard_writer import save_manifest, write_shard
-from megatron_vl.data.packed_format import PackedDataset, PackedManifest, sample_key, shard_name
+from megatron_vl.data.packed_format import PackedDataset, sample_key, shard_name
+from megatron_vl.data.packed_manifest import KindStats, PackedManifest
 from tests.data_prep.sample_corpus import build_packed_dataset
 
 
@@ -57,8 +58,7 @@ def rewrite_sample(directory, change):
     change(next(sample for sample in samples if sample.num_padding))
     entry = write_shard(directory / shard_name(0), [(sample_key(0, i), s) for i, s in enumerate(samples)])
     manifest = dataset.manifest
-    manifest.shards[0] = entry
-    save_manifest(manifest, directory)
+    save_manifest(dataclasses.replace(manifest, shards=[entry, *manifest.shards[1:]]), directory)
 
 
 def shift_labels(sample):
@@ -93,8 +93,7 @@ def test_deep_check_finds_content_errors(copy, change, message):
 def test_deep_check_compares_counts_with_the_manifest(copy):
     manifest = PackedManifest.load(copy)
     kind = next(iter(manifest.tokens_per_kind))
-    manifest.tokens_per_kind[kind] = dataclasses.replace(manifest.tokens_per_kind[kind])
-    manifest.tokens_per_kind[kind].loss_tokens += 1
+    manifest.tokens_per_kind[kind] = manifest.tokens_per_kind[kind] + KindStats(loss_tokens=1)
     save_manifest(manifest, copy)
     problems = verify_dataset(copy, deep=True, progress=False)
     assert any("tokens_per_kind" in problem for problem in problems), problems

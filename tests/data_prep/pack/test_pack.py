@@ -12,10 +12,12 @@ import data_prep.pack.command as pack_module
 from data_prep.__main__ import main
 from data_prep.pack.document_tokens import tokenize_sample
 from data_prep.pack.command import PackOptions, pack
-from data_prep.sample_shards import iter_dataset
+from data_prep.pack.resume import WORK_DIR
+from data_prep.sample_shards.reader import iter_dataset
 from data_prep.inspect.verify import verify_dataset
 from megatron_vl.data.images import ImageSettings
-from megatron_vl.data.packed_format import PackedDataset, PackedManifest
+from megatron_vl.data.packed_format import PackedDataset
+from megatron_vl.data.packed_manifest import PackedManifest
 from megatron_vl.tokenizer import load_tokenizer
 from tests.data_prep.sample_corpus import SEQ_LEN, make_samples, train_tokenizer, write_sample_dataset
 
@@ -53,14 +55,14 @@ def source_samples(corpus):
 def test_output_is_a_valid_dataset_with_every_document(corpus, packed):
     manifest = PackedManifest.load(packed)
     assert verify_dataset(packed, deep=True, progress=False) == []
-    assert not (packed / pack_module.WORK_DIR).exists()
-    assert [source["samples"] for source in manifest.sources] == [33, 33]
+    assert not (packed / WORK_DIR).exists()
+    assert [source.samples for source in manifest.sources] == [33, 33]
     # 2 x (30 short + long text in 3 parts + long interleaved in 2 parts); the huge image is dropped.
     assert manifest.num_documents == 2 * (30 + 3 + 2)
     assert manifest.split_documents == 4 and manifest.dropped == {"image_longer_than_seq_len": 2}
     assert set(manifest.tokens_per_kind) == {"caption", "grounding", "interleaved", "text", "cot"}
     assert 0 < manifest.padding_fraction < 0.1
-    assert manifest.image_settings == ImageSettings().to_dict()
+    assert manifest.image_settings == ImageSettings()
     assert manifest.tokenizer_fingerprint == load_tokenizer(corpus["tokenizer"]).fingerprint
 
 
@@ -73,16 +75,16 @@ def test_documents_hold_their_samples_tokens_images_and_provenance(corpus, packe
         sample = dataset[i]
         images = iter(sample.images)
         for (start, end), document in zip(zip(sample.cu_seqlens[:-1], sample.cu_seqlens[1:]), sample.documents):
-            source = document["source"]
-            record = sources[(source["input"], source["shard"], source["key"])]
-            assert document["origin"] == record.meta["source"] and document["kind"] == record.meta["kind"]
-            parts.setdefault((source["input"], source["key"]), []).append(
-                (document["part"], sample.tokens[start:end], [next(images) for _ in range(document["num_images"])]))
+            source = document.source
+            record = sources[(source.input, source.shard, source.key)]
+            assert document.origin == record.meta.source and document.kind == record.meta.kind
+            parts.setdefault((source.input, source.key), []).append(
+                (document.part, sample.tokens[start:end], [next(images) for _ in range(document.num_images)]))
             np.testing.assert_array_equal(sample.position_ids[:, start], [0, 0, 0])
     assert len(parts) == 2 * 32
     for (input_index, key), pieces in parts.items():
         pieces.sort(key=lambda piece: piece[0])
-        assert [part for part, _, _ in pieces] == [[i + 1, len(pieces)] for i in range(len(pieces))]
+        assert [part for part, _, _ in pieces] == [(i + 1, len(pieces)) for i in range(len(pieces))]
         record = next(r for (i, _, k), r in sources.items() if i == input_index and k == key)
         expected = tokenize_sample(record.meta, tokenizer, ImageSettings(), where=key)
         np.testing.assert_array_equal(np.concatenate([tokens for _, tokens, _ in pieces]), expected.tokens)
@@ -93,8 +95,8 @@ def test_prompt_text_is_never_in_the_loss(packed):
     dataset = PackedDataset(packed)
     for i in range(len(dataset)):
         for document in dataset[i].documents:
-            if document["kind"] == "caption":  # the test corpus marks caption text as prompt
-                assert document["loss_tokens"] == 1  # only <|endoftext|>
+            if document.kind == "caption":  # the test corpus marks caption text as prompt
+                assert document.loss_tokens == 1  # only <|endoftext|>
 
 
 def test_same_seed_gives_identical_bytes_whatever_the_workers(corpus, packed, tmp_path):
@@ -189,7 +191,7 @@ def changed_input(corpus, tmp_path, change):
 
 def test_malformed_samples_are_refused_with_their_shard_and_key(corpus, tmp_path):
     def unknown_special(samples):
-        samples[2][0]["segments"].append({"special": "<|secret|>", "loss": True})
+        samples[2][0].segments.append({"special": "<|secret|>", "loss": True})
 
     bad = changed_input(corpus, tmp_path, unknown_special)
     with pytest.raises(ValueError, match=r"samples-000000\.tar sample 000000002: segment .* special token '<\|secret"):
@@ -198,7 +200,9 @@ def test_malformed_samples_are_refused_with_their_shard_and_key(corpus, tmp_path
 
 def test_image_whose_png_differs_from_its_json_is_refused(corpus, tmp_path):
     def wrong_size(samples):
-        samples[0][0]["images"][0]["height"] += 28
+        meta, pngs = samples[0]
+        image = dataclasses.replace(meta.images[0], height=meta.images[0].height + 28)
+        samples[0] = (dataclasses.replace(meta, images=[image]), pngs)
 
     bad = changed_input(corpus, tmp_path, wrong_size)
     with pytest.raises(ValueError, match=r"sample 000000000: image is 56x84 pixels but its JSON says 84x84"):
@@ -219,7 +223,7 @@ def test_inputs_with_different_image_settings_are_refused(corpus, tmp_path):
     other = changed_input(corpus, tmp_path, lambda samples: None)
     manifest_path = Path(other) / "ingest_manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["image_settings"] = dataclasses.asdict(ImageSettings(max_pixels=28 * 28 * 64))
+    manifest["image_settings"] = ImageSettings(max_pixels=28 * 28 * 64).to_dict()
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="same settings"):
         pack(options(corpus, tmp_path / "out", inputs=[corpus["inputs"][0], other]), progress=False)

@@ -7,7 +7,8 @@ from data_prep import train_tokenizer
 from data_prep.ingest import command as ingest
 from data_prep.pack import command as pack
 from data_prep.inspect.verify import verify_dataset
-from megatron_vl.data.packed_format import PackedDataset, PackedManifest
+from megatron_vl.data.packed_format import PackedDataset
+from megatron_vl.data.packed_manifest import PackedManifest
 from megatron_vl.tokenizer import load_tokenizer
 from tests.data_prep.cli import run_subcommand
 from tests.data.rope_oracle import hf_model, oracle  # noqa: F401  (hf_model is a fixture)
@@ -30,7 +31,7 @@ def test_demo_corpus_packs_into_a_valid_dataset(demo_packed):
     manifest = PackedManifest.load(demo_packed / "packed")
     assert verify_dataset(demo_packed / "packed", deep=True, progress=False) == []
     assert set(manifest.tokens_per_kind) == {"caption", "interleaved", "ocr", "grounding", "cot", "text"}
-    assert sum(source["samples"] for source in manifest.sources) == 76
+    assert sum(source.samples for source in manifest.sources) == 76
     # The long interleaved documents exceed 1024 tokens and are split in parts, none is dropped.
     assert manifest.split_documents > 0 and manifest.dropped == {}
     assert manifest.num_documents > 76

@@ -5,7 +5,8 @@ import tarfile
 import pytest
 
 from data_prep.pack.packed_shard_writer import write_shard
-from megatron_vl.data.packed_format import PackedManifest, sample_key, shard_name
+from megatron_vl.data.packed_format import sample_key, shard_name
+from megatron_vl.data.packed_manifest import PackedManifest
 from tests.data.packed_samples import make_sample, write_dataset
 
 
