@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from megatron_vl.data.mrope import mrope_position_ids
-from megatron_vl.data.packed_format import PackedDataset, PackedSample, index_name, png_size
+from data_prep.pack.statistics import document_kind_stats
+from megatron_vl.data.packed_format import PackedDataset, index_name
 from megatron_vl.data.packed_manifest import MANIFEST_NAME, KindStats, PackedManifest
+from megatron_vl.data.sample_checks import SampleContract, check_packed_sample
 from megatron_vl.files import sha256_file
 
 LISTED_FILE = re.compile(r"packed-\d{6}(\.tar|\.index\.npy)")
@@ -78,6 +79,7 @@ def verify_dataset(directory: Path, *, deep: bool = False, progress: bool = True
 
 def _verify_samples(directory: Path, manifest: PackedManifest, progress: bool) -> list[str]:
     dataset = PackedDataset(directory)
+    contract = SampleContract.of_manifest(manifest)
     problems = []
     totals: dict[str, KindStats] = collections.defaultdict(KindStats)
     lengths = []
@@ -94,57 +96,12 @@ def _verify_samples(directory: Path, manifest: PackedManifest, progress: bool) -
             except ValueError as error:
                 problems.append(str(error))
                 continue
-            problems += [f"{entry.name} sample {i}: {problem}" for problem in sample_problems(sample, manifest, totals)]
+            problems += [f"{entry.name} sample {i}: {problem}" for problem in check_packed_sample(sample, contract)]
+            for kind, counts in document_kind_stats(sample, contract.image_pad_id, contract.vision_start_id):
+                totals[kind] += counts
             lengths += sample.seq_lens.tolist()
     bar.close()
     problems += _totals_problems(manifest, totals, lengths)
-    return problems
-
-
-def sample_problems(sample: PackedSample, manifest: PackedManifest, totals: dict[str, KindStats]) -> list[str]:
-    """What in one sample breaks the packed-sample contract; adds its documents' counts to ``totals``."""
-    ids = manifest.special_ids
-    pad, image_pad = manifest.pad_id, ids["<|image_pad|>"]
-    vision = [ids["<|vision_start|>"], image_pad, ids["<|vision_end|>"]]
-    patch, merge = manifest.image_settings.patch_size, manifest.image_settings.merge_size
-    if sample.seq_len != manifest.seq_len:
-        return [f"{sample.seq_len} tokens, manifest seq_len is {manifest.seq_len}"]
-    problems = []
-    grids = iter(sample.image_grid_thw)
-    for (start, end), record in zip(zip(sample.cu_seqlens[:-1], sample.cu_seqlens[1:]), sample.documents):
-        tokens, labels, loss = sample.tokens[start:end], sample.labels[start:end], sample.loss_mask[start:end]
-        name = f"document at {start}"
-        if record.length != end - start:
-            problems.append(f"{name}: record length {record.length} but seq_lens says {end - start}")
-        if np.any(labels[:-1] != tokens[1:]) or labels[-1] != pad:
-            problems.append(f"{name}: labels are not the next tokens of the document")
-        if np.any(loss.astype(bool) & np.isin(labels, vision)) or loss[-1]:
-            problems.append(f"{name}: the loss mask covers image tokens, vision markers or the document's end")
-        document_grids = [next(grids, None) for _ in range(int(np.sum(tokens == vision[0])))]
-        if None in document_grids or record.num_images != len(document_grids):
-            problems.append(f"{name}: image markers do not match the image grids / num_images")
-            continue
-        image_tokens = int(np.sum(tokens == image_pad))
-        if image_tokens != sum(t * h * w // merge**2 for t, h, w in document_grids):
-            problems.append(f"{name}: {image_tokens} image placeholders do not match its image grids")
-            continue
-        expected = mrope_position_ids(tokens, document_grids, image_pad_id=image_pad, vision_start_id=vision[0],
-                                      spatial_merge_size=merge)
-        if not np.array_equal(sample.position_ids[:, start:end], expected):
-            problems.append(f"{name}: position ids are not the document's M-RoPE positions")
-        if record.loss_tokens != int(loss.sum()):
-            problems.append(f"{name}: record loss_tokens {record.loss_tokens} but the mask has {int(loss.sum())}")
-        totals[record.kind] += KindStats(
-            documents=1, tokens=int(end - start), image_tokens=image_tokens, loss_tokens=int(loss.sum()),
-            images=len(document_grids),
-        )
-    tail = slice(int(sample.cu_seqlens[-1]), None)
-    if np.any(sample.tokens[tail] != pad) or np.any(sample.labels[tail] != pad) or np.any(sample.loss_mask[tail]):
-        problems.append("padding holds tokens, labels or loss other than the pad id and 0")
-    for k, (image, (t, h, w)) in enumerate(zip(sample.images, sample.image_grid_thw)):
-        size = png_size(image)
-        if size != (h * patch, w * patch):
-            problems.append(f"image {k}: PNG size {size} does not match its grid {(t, h, w)}")
     return problems
 
 

@@ -30,7 +30,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 def packed_sample_members(sample: PackedSample) -> dict[str, bytes]:
     """Member suffix -> bytes of one packed sample, in the order they go into the tar."""
-    problems = sample.problems()
+    problems = sample.structure_problems()
     assert not problems, problems
     members = {name: npy_bytes(getattr(sample, name.removesuffix(".npy"))) for name in ARRAY_MEMBERS}
     meta = {

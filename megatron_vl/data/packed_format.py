@@ -135,8 +135,9 @@ class PackedSample:
         """int32 [D + 1] document boundaries, as flash attention takes them."""
         return np.concatenate([[0], np.cumsum(self.seq_lens)]).astype(np.int32)
 
-    def problems(self) -> list[str]:
-        """What is inconsistent inside this sample (empty when it is well formed)."""
+    def structure_problems(self) -> list[str]:
+        """What is inconsistent in the shapes of this sample (empty when they fit together); the whole
+        contract is ``sample_checks.check_packed_sample``."""
         found = []
         for name, (dtype, ndim) in ARRAY_MEMBERS.items():
             array = getattr(self, name.removesuffix(".npy"))
@@ -189,7 +190,7 @@ class PackedSample:
             documents=documents,
             num_padding=meta["num_padding"],
         )
-        problems = sample.problems()
+        problems = sample.structure_problems()
         if problems:
             raise ValueError(f"{where}: " + "; ".join(problems))
         return sample
