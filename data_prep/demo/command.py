@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from data_prep.demo.documents import GENERATORS, LONG_GENERATORS, Canvas
 from data_prep.parallel_map import ordered_map
+from megatron_vl.config.validation import fraction
 
 JPEG_QUALITY = 90
 
@@ -87,8 +88,7 @@ def run(args: argparse.Namespace) -> int:
                               (args.long_min_side, args.long_max_side, "--long-min-side/--long-max-side")):
         if not 16 <= low <= high:
             raise ValueError(f"{option} must satisfy 16 <= min <= max, got {low} and {high}")
-    if not 0.0 <= args.jpeg_fraction <= 1.0:
-        raise ValueError(f"--jpeg-fraction must be in [0, 1], got {args.jpeg_fraction}")
+    fraction("demo-corpus", "jpeg_fraction", args.jpeg_fraction)
     started = time.perf_counter()
     counts: collections.Counter[str] = collections.Counter()
     pictures = picture_bytes = 0

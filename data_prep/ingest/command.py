@@ -32,6 +32,7 @@ from data_prep.sample_shards.manifest import (
 )
 from data_prep.sample_shards.sample_meta import KINDS, sample_key, sample_members
 from data_prep.sample_shards.writer import SampleShardWriter, ShardLimit
+from megatron_vl.config.validation import positive_int
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.files import write_atomically
 
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         png_compression=args.png_compression,
         perceptual_hashes=args.near_dup is not None,
     )
+    positive_int("ingest", "workers", args.workers)
     dedup_kinds = _dedup_kinds(args.dedup_kinds)
     inputs = find_inputs(args.input)
     _prepare_output(args.out, args.overwrite)

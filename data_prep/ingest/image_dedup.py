@@ -14,6 +14,8 @@ import collections
 import numpy as np
 from PIL import Image
 
+from megatron_vl.config.validation import one_of
+
 HASH_SIZE = 8
 THUMBNAIL = 32
 HASH_BITS = HASH_SIZE * HASH_SIZE
@@ -45,8 +47,8 @@ class ImageDeduplicator:
     def __init__(self, near_dup_distance: int | None) -> None:
         """``near_dup_distance``: largest Hamming distance of two perceptual hashes counted as the
         same picture, or None to detect exact (byte-identical) duplicates only."""
-        if near_dup_distance is not None and not 0 <= near_dup_distance < HASH_BITS // 2:
-            raise ValueError(f"near-dup distance must be in [0, {HASH_BITS // 2}), got {near_dup_distance}")
+        if near_dup_distance is not None:
+            one_of("--near-dup", "DISTANCE", near_dup_distance, range(HASH_BITS // 2))
         self.near_dup_distance = near_dup_distance
         self._sha256: dict[str, str] = {}
         bands = (near_dup_distance or 0) + 1

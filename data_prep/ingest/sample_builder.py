@@ -11,7 +11,8 @@ from data_prep.ingest.png_writer import encode_png
 from data_prep.ingest.raw_schema import RawDocument, RejectError, parse_document, parse_record, render_boxes
 from data_prep.ingest.raw_sources import WorkItem, webdataset_record
 from data_prep.ingest.rejects import Reject, RejectReason
-from data_prep.sample_shards.sample_meta import SampleImage, SampleMeta
+from data_prep.sample_shards.sample_meta import KINDS, SampleImage, SampleMeta
+from megatron_vl.config.validation import one_of
 from megatron_vl.data.images import ImageSettings, load_image, resize_image, smart_resize
 
 
@@ -29,8 +30,8 @@ class BuildSettings:
     """Compute perceptual hashes (for ``--near-dup``)."""
 
     def __post_init__(self) -> None:
-        if not 0 <= self.png_compression <= 9:
-            raise ValueError(f"PNG compression level must be in 0..9, got {self.png_compression}")
+        one_of("BuildSettings", "png_compression", self.png_compression, range(10))
+        one_of("BuildSettings", "default_kind", self.default_kind, (None, *KINDS))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -53,6 +53,7 @@ from megatron_vl.data.packed_format import index_name
 from megatron_vl.data.packed_manifest import (
     LONG_DOC_POLICIES, KindStats, LengthHistogram, PackedManifest, PackSettings, PackSource, ShardEntry,
 )
+from megatron_vl.config.validation import one_of, positive_int
 from megatron_vl.files import sha256_file
 from megatron_vl.tokenizer import Tokenizer, load_tokenizer
 
@@ -84,10 +85,8 @@ class PackOptions:
         if not self.inputs:
             raise ValueError("pack needs at least one --input directory")
         for name in ("seq_len", "window", "shard_size", "workers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.long_doc not in LONG_DOC_POLICIES:
-            raise ValueError(f"--long-doc must be one of {LONG_DOC_POLICIES}, got {self.long_doc!r}")
+            positive_int("PackOptions", name, getattr(self, name))
+        one_of("PackOptions", "long_doc", self.long_doc, LONG_DOC_POLICIES)
 
     @property
     def settings(self) -> PackSettings:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 
 from data_prep.sample_shards.manifest import SampleShardEntry, shard_name
 from data_prep.webdataset_tar import TarShardWriter, sample_size, tar_file_size
+from megatron_vl.command_line import parse_byte_size
+from megatron_vl.config.validation import positive_int
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -21,24 +22,22 @@ class ShardLimit:
 
     def __post_init__(self) -> None:
         if (self.samples is None) == (self.bytes is None):
-            raise ValueError("a shard limit is either a sample count or a byte size")
-        if (self.samples or self.bytes) < 1:
-            raise ValueError(f"shard limit must be positive, got {self}")
+            raise ValueError("a shard limit is either a sample count or a byte size, not both or neither")
+        positive_int("ShardLimit", "samples", self.samples, optional=True)
+        positive_int("ShardLimit", "bytes", self.bytes, optional=True)
 
     @classmethod
     def parse(cls, text: str) -> "ShardLimit":
-        """``"1000"`` (samples) or a size such as ``"512MB"``, ``"1GiB"``, ``"64kB"`` (bytes)."""
-        match = re.fullmatch(r"\s*(\d+)\s*([kKMGT]i?B)?\s*", text)
-        if not match:
+        """A plain integer is a sample count (``"1000"``); anything else a byte size such as ``"512MB"``,
+        ``"1GiB"`` or ``"64kB"`` (read by ``parse_byte_size``)."""
+        if text.strip().isdigit():
+            return cls(samples=int(text))
+        try:
+            return cls(bytes=parse_byte_size(text))
+        except ValueError:
             raise ValueError(
                 f"shard size {text!r} is neither a sample count (e.g. 1000) nor a byte size (e.g. 512MB, 1GiB)"
-            )
-        number, unit = int(match.group(1)), match.group(2)
-        if unit is None:
-            return cls(samples=number)
-        power = "kMGT".index(unit[0].replace("K", "k")) + 1
-        base = 1024 if "i" in unit else 1000
-        return cls(bytes=number * base**power)
+            ) from None
 
 
 class SampleShardWriter:

@@ -98,3 +98,5 @@ def test_chains_of_thought_reach_the_right_answer(demo_raw):
 def test_bad_options_are_refused(tmp_path):
     with pytest.raises(ValueError, match="--min-side/--max-side"):
         run_subcommand(demo_corpus, "--out", tmp_path, "--min-side", 300, "--max-side", 200)
+    with pytest.raises(ValueError, match="demo-corpus.jpeg_fraction must be a number in \\[0, 1\\], got 1.5"):
+        run_subcommand(demo_corpus, "--out", tmp_path, "--jpeg-fraction", 1.5)

@@ -15,7 +15,9 @@ from transformers import Qwen2VLImageProcessorPil
 
 from data_prep.ingest import command as ingest
 from data_prep.demo.scenes import COLORS
+from data_prep.ingest.image_dedup import ImageDeduplicator
 from data_prep.ingest.rejects import RejectReason
+from data_prep.ingest.sample_builder import BuildSettings
 from data_prep.sample_shards.manifest import MANIFEST_NAME, load_manifest
 from data_prep.sample_shards.reader import iter_dataset
 from megatron_vl.data.images import ImageSettings, patchify
@@ -226,3 +228,12 @@ def test_bad_options_are_clear_errors(demo_raw, tmp_path):
         run_ingest("--input", tmp_path / "missing.jsonl", "--out", tmp_path)
     with pytest.raises(SystemExit):
         run_ingest("--input", demo_raw, "--out", tmp_path, "--shard-size", "12 parsecs")
+
+
+def test_bad_settings_name_the_field_and_the_value(demo_raw, tmp_path):
+    with pytest.raises(ValueError, match="ingest.workers must be a positive integer, got 0"):
+        run_ingest("--input", demo_raw, "--out", tmp_path, "--workers", 0)
+    with pytest.raises(ValueError, match=r"BuildSettings.png_compression=12: choose one of"):
+        BuildSettings(image_settings=ImageSettings(), default_kind=None, png_compression=12, perceptual_hashes=False)
+    with pytest.raises(ValueError, match=r"--near-dup.DISTANCE=40: choose one of"):
+        ImageDeduplicator(40)

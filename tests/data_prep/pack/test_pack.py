@@ -233,3 +233,13 @@ def test_foreign_output_directory_is_refused(corpus, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not empty"):
         pack(options(corpus, tmp_path), progress=False)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("seq_len", 0, "PackOptions.seq_len must be a positive integer, got 0"),
+    ("workers", -1, "PackOptions.workers must be a positive integer, got -1"),
+    ("long_doc", "truncate", "PackOptions.long_doc='truncate': choose one of"),
+])
+def test_bad_options_name_the_field_and_the_value(corpus, tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=message):
+        options(corpus, tmp_path / "out", **{field: value})
