@@ -22,11 +22,11 @@ import random
 import time
 
 from PIL import Image
-from tqdm import tqdm
 
 from data_prep.demo.documents import GENERATORS, LONG_GENERATORS, Canvas
 from data_prep.parallel_map import ordered_map
 from megatron_vl.config.validation import fraction
+from megatron_vl.progress import track
 
 JPEG_QUALITY = 90
 
@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
         os.makedirs(os.path.join(args.out, "images", name), exist_ok=True)
         tasks = ((args.out, name, index, args.seed, sides, args.jpeg_fraction) for index in range(count))
         with open(os.path.join(args.out, f"{name}.jsonl"), "wb") as file:
-            for line, images, size in tqdm(ordered_map(_draw_document, tasks, workers=args.workers),
-                                           total=count, unit="doc", desc=name):
+            for line, images, size in track(ordered_map(_draw_document, tasks, workers=args.workers),
+                                            total=count, unit="doc", desc=name):
                 file.write(line)
                 counts[name] += 1
                 pictures += images

@@ -20,8 +20,6 @@ import dataclasses
 import os
 import time
 
-from tqdm import tqdm
-
 from data_prep.ingest.image_dedup import ImageDeduplicator
 from data_prep.ingest.raw_sources import count_documents, find_inputs, iter_items
 from data_prep.ingest.rejects import Reject, RejectLog, RejectReason
@@ -35,6 +33,7 @@ from data_prep.sample_shards.writer import SampleShardWriter, ShardLimit
 from megatron_vl.config.validation import positive_int
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.files import write_atomically
+from megatron_vl.progress import ProgressBar
 
 DEFAULT_DEDUP_KINDS = "caption,ocr"
 
@@ -112,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     per_input: collections.Counter[str] = collections.Counter()
     num_images = 0
     items = (item for path in inputs for item in iter_items(path, args.image_root))
-    with open(reject_path, "w", encoding="utf-8") as reject_file, tqdm(total=total, unit="doc", desc="ingest") as bar:
+    with open(reject_path, "w", encoding="utf-8") as reject_file, ProgressBar(total=total, unit="doc", desc="ingest") as bar:
         rejects = RejectLog(reject_file)
         outcomes = ordered_map(
             process_item, items, workers=args.workers, initializer=init_worker, initargs=(settings,)
@@ -137,8 +136,9 @@ def run(args: argparse.Namespace) -> int:
                 writer.write(key, sample_members(outcome.meta, outcome.pngs))
                 kinds[outcome.meta.kind] += 1
                 num_images += len(outcome.pngs)
-            if bar.n % 256 == 0:
+            if bar.count % 256 == 0:
                 bar.set_postfix(accepted=sum(kinds.values()), rejected=sum(rejects.counts.values()))
+        bar.set_postfix(accepted=sum(kinds.values()), rejected=sum(rejects.counts.values()))
     shards = writer.close()
 
     manifest = IngestManifest(

@@ -19,13 +19,13 @@ import re
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from data_prep.pack.statistics import document_kind_stats
 from megatron_vl.data.packed_format import PackedDataset, index_name
 from megatron_vl.data.packed_manifest import MANIFEST_NAME, KindStats, PackedManifest
 from megatron_vl.data.sample_checks import SampleContract, check_packed_sample
 from megatron_vl.files import sha256_file
+from megatron_vl.progress import ProgressBar, track
 
 LISTED_FILE = re.compile(r"packed-\d{6}(\.tar|\.index\.npy)")
 
@@ -60,7 +60,7 @@ def verify_dataset(directory: Path, *, deep: bool = False, progress: bool = True
         if path.name != MANIFEST_NAME and path.name not in listed:
             kind = "shard" if LISTED_FILE.fullmatch(path.name) else "file"
             problems.append(f"{path.name}: {kind} not listed in {MANIFEST_NAME}")
-    for entry in tqdm(manifest.shards, desc="checksums", unit="shard", disable=not progress):
+    for entry in track(manifest.shards, desc="checksums", unit="shard", enabled=progress):
         shard, index = directory / entry.name, directory / index_name(entry.name)
         if not shard.is_file():
             problems.append(f"{entry.name}: missing")
@@ -83,24 +83,23 @@ def _verify_samples(directory: Path, manifest: PackedManifest, progress: bool) -
     problems = []
     totals: dict[str, KindStats] = collections.defaultdict(KindStats)
     lengths = []
-    bar = tqdm(total=len(dataset), desc="samples", unit="sample", disable=not progress)
-    for shard, entry in enumerate(manifest.shards):
-        offsets = dataset.offsets(shard)
-        if np.any(np.diff(offsets) <= 0) or offsets[-1] > entry.bytes:
-            problems.append(f"{index_name(entry.name)}: offsets are not increasing inside the shard")
-            continue
-        for i in range(entry.num_samples):
-            bar.update()
-            try:
-                sample = dataset.read(shard, i)
-            except ValueError as error:
-                problems.append(str(error))
+    with ProgressBar(total=len(dataset), desc="samples", unit="sample", enabled=progress) as bar:
+        for shard, entry in enumerate(manifest.shards):
+            offsets = dataset.offsets(shard)
+            if np.any(np.diff(offsets) <= 0) or offsets[-1] > entry.bytes:
+                problems.append(f"{index_name(entry.name)}: offsets are not increasing inside the shard")
                 continue
-            problems += [f"{entry.name} sample {i}: {problem}" for problem in check_packed_sample(sample, contract)]
-            for kind, counts in document_kind_stats(sample, contract.image_pad_id, contract.vision_start_id):
-                totals[kind] += counts
-            lengths += sample.seq_lens.tolist()
-    bar.close()
+            for i in range(entry.num_samples):
+                bar.update()
+                try:
+                    sample = dataset.read(shard, i)
+                except ValueError as error:
+                    problems.append(str(error))
+                    continue
+                problems += [f"{entry.name} sample {i}: {problem}" for problem in check_packed_sample(sample, contract)]
+                for kind, counts in document_kind_stats(sample, contract.image_pad_id, contract.vision_start_id):
+                    totals[kind] += counts
+                lengths += sample.seq_lens.tolist()
     problems += _totals_problems(manifest, totals, lengths)
     return problems
 

@@ -32,7 +32,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from data_prep.pack.packed_shard_writer import save_manifest
 from data_prep.pack.plan_sequences import plan_sequences
@@ -55,6 +54,7 @@ from megatron_vl.data.packed_manifest import (
 )
 from megatron_vl.config.validation import one_of, positive_int
 from megatron_vl.files import sha256_file
+from megatron_vl.progress import ProgressBar
 from megatron_vl.tokenizer import Tokenizer, load_tokenizer
 
 
@@ -201,11 +201,11 @@ def _tokenize(options, inputs, manifests, image_settings, work, progress) -> tup
     todo = [task for task in tasks if not tokenized_shard_done(task.spill_prefix)]
     settings = TokenizeSettings(tokenizer_path=options.tokenizer, image_settings=image_settings,
                                 seq_len=options.seq_len, long_doc=options.long_doc)
-    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="tokenize", unit="shard", disable=not progress)
-    for _ in ordered_map(tokenize_shard, todo, workers=min(options.workers, max(len(todo), 1)), chunk_size=1,
-                         initializer=init_tokenize_worker, initargs=(settings,)):
-        bar.update()
-    bar.close()
+    with ProgressBar(total=len(tasks), initial=len(tasks) - len(todo), desc="tokenize", unit="shard",
+                     enabled=progress) as bar:
+        for _ in ordered_map(tokenize_shard, todo, workers=min(options.workers, max(len(todo), 1)), chunk_size=1,
+                             initializer=init_tokenize_worker, initargs=(settings,)):
+            bar.update()
     prefixes = [task.spill_prefix for task in tasks]
     return prefixes, [load_tokenized_shard(prefix) for prefix in prefixes]
 
@@ -230,13 +230,12 @@ def _write_shards(
         for j in range(count)
         if records[j] is None
     ]
-    bar = tqdm(total=count, initial=count - len(tasks), desc="pack", unit="shard", disable=not progress)
     written = ordered_map(write_packed_shard, tasks, workers=min(options.workers, max(len(tasks), 1)), chunk_size=1,
                           initializer=init_write_worker, initargs=(write_settings,))
-    for task, record in zip(tasks, written):
-        records[task.shard_index] = record
-        bar.update()
-    bar.close()
+    with ProgressBar(total=count, initial=count - len(tasks), desc="pack", unit="shard", enabled=progress) as bar:
+        for task, record in zip(tasks, written):
+            records[task.shard_index] = record
+            bar.update()
     return records
 
 
