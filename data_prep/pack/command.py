@@ -10,7 +10,9 @@ PNG bytes and every document's provenance; manifest.json records checksums and t
 
 Documents longer than --seq-len: with --long-doc split (default) they are cut into parts at token
 boundaries, never inside an image; a document with an image longer than --seq-len by itself is
-dropped and counted. With --long-doc drop, every such document is dropped and counted.
+dropped and counted. With --long-doc drop, every such document is dropped and counted. With a
+tokenizer that lacks <think> / </think> (Qwen2.5-VL's own), the documents that use them (chains of
+thought) are dropped and counted as tokenizer_lacks_special_token.
 
 The same inputs and options give byte-identical output whatever --workers is. Finished shards
 are never lost: after a crash or Ctrl-C, rerun the same command and it continues where it
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep.pack.document_tokens import LACKING_SPECIAL_TOKEN_FIX, TOKENIZER_LACKS_SPECIAL_TOKEN
 from data_prep.pack.packed_shard_writer import save_manifest
 from data_prep.pack.plan_sequences import plan_sequences
 from data_prep.pack.resume import PackIdentity, PackInput, already_packed, prepare_work_dir
@@ -55,7 +58,7 @@ from megatron_vl.data.packed_manifest import (
 from megatron_vl.config.validation import one_of, positive_int
 from megatron_vl.files import sha256_file
 from megatron_vl.progress import ProgressBar
-from megatron_vl.tokenizer import Tokenizer, load_tokenizer
+from megatron_vl.tokenizer import OPTIONAL_SPECIAL_TOKENS, Tokenizer, load_tokenizer
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -135,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
 def pack(options: PackOptions, *, progress: bool = True) -> PackedManifest | None:
     """Pack, continuing an interrupted run in ``options.out``; returns None if it was already done."""
     tokenizer = load_tokenizer(options.tokenizer)
+    lacking = [token for token in OPTIONAL_SPECIAL_TOKENS if token not in tokenizer.special_ids]
+    if lacking:
+        print(f"tokenizer {options.tokenizer} lacks {', '.join(lacking)}: documents that use them are dropped "
+              f"and counted ({LACKING_SPECIAL_TOKEN_FIX} to keep them)", file=sys.stderr)
     inputs, manifests, image_settings = _read_inputs(options.inputs)
     identity = PackIdentity(
         seq_len=options.seq_len, tokenizer_fingerprint=tokenizer.fingerprint, pack_settings=options.settings,
@@ -151,8 +158,14 @@ def pack(options: PackOptions, *, progress: bool = True) -> PackedManifest | Non
     lengths = np.array([document.length for _, document in documents], dtype=np.int64)
     sequences = plan_sequences(lengths, seq_len=options.seq_len, seed=options.seed, window=options.window)
     if not sequences:
-        raise ValueError(f"no document of {options.inputs} fits a sequence of {options.seq_len} tokens; "
-                         "nothing to pack (see the dropped counts of a --long-doc split run)")
+        dropped = Counter()
+        for shard in tokenized:
+            dropped.update(shard.dropped)
+        raise ValueError(
+            f"no document of {options.inputs} is left to pack: all were dropped ({dict(sorted(dropped.items()))}); "
+            f"a longer --seq-len or --long-doc split keeps long ones; for {TOKENIZER_LACKS_SPECIAL_TOKEN}: "
+            f"{LACKING_SPECIAL_TOKEN_FIX}"
+        )
 
     edges = histogram_edges(options.seq_len)
     write_settings = WriteSettings(

@@ -14,6 +14,10 @@ is predicted by nothing, and its provenance records part i of n. A document hold
 whose tokens alone exceed ``seq_len`` cannot be split that way and is dropped (counted as
 ``image_longer_than_seq_len``). With ``drop``, every document longer than ``seq_len`` is dropped
 (counted as ``longer_than_seq_len``). Nothing is truncated.
+
+Tokenizers without ``<think>`` / ``</think>`` (Qwen2.5-VL's own). A document that uses one of them
+(a chain of thought) cannot be written with such a tokenizer: pack drops it and counts it as
+``tokenizer_lacks_special_token``, and its summary says the fix; every other document packs as usual.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ import numpy as np
 from data_prep.sample_shards.sample_meta import SampleMeta
 from megatron_vl.data.images import ImageSettings, num_vision_tokens
 from megatron_vl.data.packed_manifest import LONG_DOC_POLICIES
-from megatron_vl.tokenizer import Tokenizer
+from megatron_vl.tokenizer import OPTIONAL_SPECIAL_TOKENS, Tokenizer
+
+TOKENIZER_LACKS_SPECIAL_TOKEN = "tokenizer_lacks_special_token"
+"""Why a document that needs ``<think>`` / ``</think>`` is dropped when the tokenizer lacks them."""
+LACKING_SPECIAL_TOKEN_FIX = "add <think> and </think> to the tokenizer's special tokens, or leave cot documents out"
 
 @dataclasses.dataclass(kw_only=True)
 class Document:
@@ -48,6 +56,12 @@ class Document:
         return len(self.tokens)
 
 
+def lacking_special_tokens(meta: SampleMeta, tokenizer: Tokenizer) -> list[str]:
+    """The optional special tokens (``<think>``, ``</think>``) the sample uses and the tokenizer lacks."""
+    used = {segment.get("special") for segment in meta.segments if isinstance(segment.get("special"), str)}
+    return [token for token in OPTIONAL_SPECIAL_TOKENS if token in used and token not in tokenizer.special_ids]
+
+
 def tokenize_sample(meta: SampleMeta, tokenizer: Tokenizer, settings: ImageSettings, *, where: str) -> Document:
     """The document of a sample's ``{key}.json``; ``where`` names the sample in errors."""
     images, segments = meta.images, meta.segments
@@ -61,6 +75,9 @@ def tokenize_sample(meta: SampleMeta, tokenizer: Tokenizer, settings: ImageSetti
             loss_pieces.append([_loss_flag(segment, number, where)] * len(ids))
         elif "special" in segment:
             name = segment["special"]
+            if name in OPTIONAL_SPECIAL_TOKENS and name not in tokenizer.special_ids:
+                raise ValueError(f"{where}: segment {number} needs {name}, which tokenizer {tokenizer.path} lacks; "
+                                 f"{LACKING_SPECIAL_TOKEN_FIX}")
             if name not in tokenizer.special_ids:
                 raise ValueError(
                     f"{where}: segment {number} names special token {name!r}, which is not one of "

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from data_prep.pack.document_tokens import LACKING_SPECIAL_TOKEN_FIX, TOKENIZER_LACKS_SPECIAL_TOKEN
 from megatron_vl.data.packed_format import PackedSample
 from megatron_vl.data.packed_manifest import KindStats, PackedManifest
+from megatron_vl.tokenizer import OPTIONAL_SPECIAL_TOKENS
 
 
 def histogram_edges(seq_len: int) -> list[int]:
@@ -38,5 +40,8 @@ def print_summary(manifest: PackedManifest, out: str) -> None:
     if manifest.dropped:
         for reason, count in manifest.dropped.items():
             print(f"  dropped ({reason}): {count} documents")
+        if TOKENIZER_LACKS_SPECIAL_TOKEN in manifest.dropped:
+            lacking = [token for token in OPTIONAL_SPECIAL_TOKENS if token not in manifest.special_ids]
+            print(f"  (the tokenizer lacks {', '.join(lacking)}: {LACKING_SPECIAL_TOKEN_FIX})")
     else:
         print("  dropped: none")

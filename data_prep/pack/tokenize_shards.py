@@ -10,7 +10,9 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from data_prep.pack.document_tokens import fit_to_seq_len, tokenize_sample
+from data_prep.pack.document_tokens import (
+    TOKENIZER_LACKS_SPECIAL_TOKEN, fit_to_seq_len, lacking_special_tokens, tokenize_sample,
+)
 from data_prep.pack.tokenized_shard import TokenizedDocument, TokenizedShard, save_tokenized_shard
 from data_prep.sample_shards.reader import index_shard
 from megatron_vl.data.images import ImageSettings
@@ -65,6 +67,9 @@ def tokenize_shard(task: TokenizeTask) -> TokenizedShard:
     samples = split = offset = 0
     for sample in index_shard(task.shard_path):
         samples += 1
+        if lacking_special_tokens(sample.meta, tokenizer):
+            dropped[TOKENIZER_LACKS_SPECIAL_TOKEN] += 1
+            continue
         where = f"{task.shard_path} sample {sample.key}"
         document = tokenize_sample(sample.meta, tokenizer, settings.image_settings, where=where)
         parts, reason = fit_to_seq_len(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import io
+import json
 import os
 
 import numpy as np
@@ -20,7 +21,7 @@ from data_prep.sample_shards.manifest import MANIFEST_NAME, DedupSettings, Inges
 from data_prep.sample_shards.sample_meta import SampleImage, SampleMeta, sample_key, sample_members
 from data_prep.sample_shards.writer import SampleShardWriter, ShardLimit
 from megatron_vl.data.images import ImageSettings
-from megatron_vl.tokenizer import train_bpe_tokenizer
+from megatron_vl.tokenizer import HFTokenizer, train_bpe_tokenizer
 
 SEQ_LEN = 256
 WORDS = ("the red circle blue square green triangle image shows a cat on mat page text reads hello world "
@@ -100,10 +101,15 @@ def write_sample_dataset(directory, samples, *, shard_samples=4):
     return directory
 
 
-def train_tokenizer(directory):
+def train_tokenizer(directory, *, without: tuple[str, ...] = ()):
+    """The test tokenizer's tokenizer.json in ``directory``; ``without`` leaves special tokens out (as
+    Qwen2.5-VL's tokenizer has no ``<think>`` / ``</think>``)."""
     tokenizer = train_bpe_tokenizer([" ".join(WORDS)] * 20 + ['[{"bbox_2d": [10, 20, 40, 50], "label": "cat"}]'] * 5,
                                     vocab_size=400)
-    tokenizer.save_hf(str(directory))
+    content = json.loads(json.dumps(tokenizer._content))
+    content["added_tokens"] = [added for added in content["added_tokens"] if added["content"] not in without]
+    content["model"]["vocab"] = {token: i for token, i in content["model"]["vocab"].items() if token not in without}
+    HFTokenizer(content, path="<test>").save_hf(str(directory))
     return os.path.join(directory, "tokenizer.json")
 
 

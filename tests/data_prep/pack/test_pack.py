@@ -13,12 +13,13 @@ from data_prep.__main__ import main
 from data_prep.pack.document_tokens import tokenize_sample
 from data_prep.pack.command import PackOptions, pack
 from data_prep.pack.resume import WORK_DIR
+from data_prep.pack.statistics import print_summary
 from data_prep.sample_shards.reader import iter_dataset
 from data_prep.inspect.verify import verify_dataset
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.data.packed_format import PackedDataset
 from megatron_vl.data.packed_manifest import PackedManifest
-from megatron_vl.tokenizer import load_tokenizer
+from megatron_vl.tokenizer import OPTIONAL_SPECIAL_TOKENS, TRAINED_SPECIAL_IDS, load_tokenizer
 from tests.data_prep.sample_corpus import SEQ_LEN, make_samples, train_tokenizer, write_sample_dataset
 
 
@@ -243,3 +244,31 @@ def test_foreign_output_directory_is_refused(corpus, tmp_path):
 def test_bad_options_name_the_field_and_the_value(corpus, tmp_path, field, value, message):
     with pytest.raises(ValueError, match=message):
         options(corpus, tmp_path / "out", **{field: value})
+
+
+def test_a_tokenizer_without_think_tokens_drops_and_counts_only_the_documents_that_need_them(corpus, tmp_path, capsys):
+    tokenizer = train_tokenizer(tmp_path / "no-think", without=OPTIONAL_SPECIAL_TOKENS)
+    needing = sum(
+        any(segment.get("special") in OPTIONAL_SPECIAL_TOKENS for segment in record.meta.segments)
+        for record in source_samples(corpus).values()
+    )
+    assert needing > 0
+    manifest = pack(options(corpus, tmp_path / "out", tokenizer=tokenizer), progress=False)
+    assert manifest.dropped == {"image_longer_than_seq_len": 2, "tokenizer_lacks_special_token": needing}
+    assert manifest.num_documents == 2 * (30 + 3 + 2) - needing
+    assert "<think>" not in manifest.special_ids
+    assert verify_dataset(tmp_path / "out", deep=True, progress=False) == []
+    assert "lacks <think>, </think>: documents that use them are dropped" in capsys.readouterr().err
+    print_summary(manifest, "out")
+    assert "dropped (tokenizer_lacks_special_token)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="sample 000000001: segment .* needs <think>, which tokenizer .* lacks; add "
+                                         "<think> and </think> to the tokenizer's special tokens, or leave cot"):
+        meta = next(r.meta for r in source_samples(corpus).values() if r.meta.kind == "grounding")
+        tokenize_sample(meta, load_tokenizer(tokenizer), ImageSettings(), where="sample 000000001")
+
+
+def test_tokenizers_with_think_tokens_keep_their_ids_and_fingerprint(corpus, packed):
+    tokenizer = load_tokenizer(corpus["tokenizer"])
+    manifest = PackedManifest.load(packed)
+    assert manifest.special_ids == TRAINED_SPECIAL_IDS == tokenizer.special_ids
+    assert manifest.tokenizer_fingerprint == tokenizer.fingerprint
