@@ -206,12 +206,12 @@ def _tokenize(options, inputs, manifests, image_settings, work, progress) -> tup
     tasks = [
         TokenizeTask(
             input_index=i, shard_path=os.path.join(source.path, shard.name), sha256=shard.sha256,
-            spill_prefix=str(work / "tokenized" / f"{i:03d}-{shard.name.removesuffix('.tar')}"),
+            output_prefix=str(work / "tokenized" / f"{i:03d}-{shard.name.removesuffix('.tar')}"),
         )
         for i, (source, manifest) in enumerate(zip(inputs, manifests))
         for shard in manifest.shards
     ]
-    todo = [task for task in tasks if not tokenized_shard_done(task.spill_prefix)]
+    todo = [task for task in tasks if not tokenized_shard_done(task.output_prefix)]
     settings = TokenizeSettings(tokenizer_path=options.tokenizer, image_settings=image_settings,
                                 seq_len=options.seq_len, long_doc=options.long_doc)
     with ProgressBar(total=len(tasks), initial=len(tasks) - len(todo), desc="tokenize", unit="shard",
@@ -219,7 +219,7 @@ def _tokenize(options, inputs, manifests, image_settings, work, progress) -> tup
         for _ in ordered_map(tokenize_shard, todo, workers=min(options.workers, max(len(todo), 1)), chunk_size=1,
                              initializer=init_tokenize_worker, initargs=(settings,)):
             bar.update()
-    prefixes = [task.spill_prefix for task in tasks]
+    prefixes = [task.output_prefix for task in tasks]
     return prefixes, [load_tokenized_shard(prefix) for prefix in prefixes]
 
 

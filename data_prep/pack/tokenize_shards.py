@@ -30,8 +30,8 @@ class TokenizeTask:
     """The sample shard file."""
     sha256: str
     """Its digest according to the ingest manifest."""
-    spill_prefix: str
-    """Path prefix of the three output files."""
+    output_prefix: str
+    """Path prefix of its tokenized shard's three files."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -93,7 +93,7 @@ def tokenize_shard(task: TokenizeTask) -> TokenizedShard:
             token_parts.append(part.tokens)
             loss_parts.append(part.loss)
             offset += len(part)
-    spill = TokenizedShard(
+    tokenized = TokenizedShard(
         input=task.input_index,
         shard=shard,
         shard_path=task.shard_path,
@@ -102,8 +102,8 @@ def tokenize_shard(task: TokenizeTask) -> TokenizedShard:
         dropped=dict(sorted(dropped.items())),
         documents=records,
     )
-    save_tokenized_shard(task.spill_prefix, spill, token_parts, loss_parts)
-    return spill
+    save_tokenized_shard(task.output_prefix, tokenized, token_parts, loss_parts)
+    return tokenized
 
 
 def _check_sha256(path: str, expected: str) -> None:
