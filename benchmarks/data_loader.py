@@ -25,7 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_prep import demo_corpus, ingest, pack, train_tokenizer  # noqa: E402
+from data_prep import train_tokenizer  # noqa: E402
+from data_prep.demo import command as demo_corpus  # noqa: E402
+from data_prep.ingest import command as ingest  # noqa: E402
+from data_prep.pack import command as pack  # noqa: E402
 from megatron_vl.config.data import DataConfig  # noqa: E402
 from megatron_vl.data.blending import BlendedStream  # noqa: E402
 from megatron_vl.data.train_loader import MAX_REPLACEMENTS, TrainLoader  # noqa: E402

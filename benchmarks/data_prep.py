@@ -27,8 +27,11 @@ from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_prep import demo_corpus, ingest, pack, train_tokenizer  # noqa: E402
-from data_prep.packing import plan_sequences, token_utilisation  # noqa: E402
+from data_prep import train_tokenizer  # noqa: E402
+from data_prep.demo import command as demo_corpus  # noqa: E402
+from data_prep.ingest import command as ingest  # noqa: E402
+from data_prep.pack import command as pack  # noqa: E402
+from data_prep.pack.plan_sequences import plan_sequences, token_utilisation  # noqa: E402
 from megatron_vl.data.images import ImageSettings, patchify, resize_image  # noqa: E402
 
 TARGET_UTILISATION = 0.99

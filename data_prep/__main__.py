@@ -1,7 +1,8 @@
 """``python -m data_prep <subcommand>``: offline data preparation.
 
 Each subcommand is a module of this package with ``add_arguments(parser)`` and
-``run(args) -> int`` (the exit status); its docstring's first line is the one-line help.
+``run(args) -> int`` (the exit status); its docstring's first line is the one-line help. A
+``ValueError`` is a user error, reported by megatron_vl.command_line's one policy (exit 2).
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ import argparse
 import importlib
 import sys
 
+from megatron_vl.command_line import report_user_error
+
 SUBCOMMANDS = {
     "train-tokenizer": "data_prep.train_tokenizer",
-    "demo-corpus": "data_prep.demo_corpus",
-    "ingest": "data_prep.ingest",
-    "pack": "data_prep.pack",
-    "inspect": "data_prep.inspect_packed",
-    "verify": "data_prep.verify",
+    "demo-corpus": "data_prep.demo.command",
+    "ingest": "data_prep.ingest.command",
+    "pack": "data_prep.pack.command",
+    "inspect": "data_prep.inspect.inspect_packed",
+    "verify": "data_prep.inspect.verify",
 }
 
 
@@ -39,9 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except ValueError as error:
-        # User errors carry their fix in the message: print it, not a traceback.
-        print(f"python -m data_prep {args.subcommand}: error: {error}", file=sys.stderr)
-        return 2
+        return report_user_error(f"python -m data_prep {args.subcommand}", error)
 
 
 if __name__ == "__main__":

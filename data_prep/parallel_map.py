@@ -14,6 +14,8 @@ import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
+from megatron_vl.config.validation import positive_int
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -38,8 +40,7 @@ def ordered_map(
     ``function`` and ``initializer`` must be importable module-level callables; ``initializer``
     runs once per process (also here when ``workers == 1``) to set up what every call shares.
     """
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+    positive_int("ordered_map", "workers", workers)
     if workers == 1:
         if initializer is not None:
             initializer(*initargs)

@@ -19,9 +19,9 @@ import gzip
 import os
 from collections.abc import Iterator
 
-from tqdm import tqdm
-
-from data_prep.raw_schema import KINDS, RejectError, parse_record
+from data_prep.ingest.raw_schema import RejectError, parse_record
+from data_prep.sample_shards.sample_meta import KINDS
+from megatron_vl.progress import track
 from megatron_vl.tokenizer import train_bpe_tokenizer
 
 TEXT_SUFFIXES = (".jsonl", ".jsonl.gz", ".txt")
@@ -65,7 +65,7 @@ class _TextReader:
         self.skipped: collections.Counter[str] = collections.Counter()
 
     def __iter__(self) -> Iterator[str]:
-        for path in tqdm(self.files, unit="file", desc="train-tokenizer"):
+        for path in track(self.files, unit="file", desc="train-tokenizer"):
             with (gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")) as file:
                 for line in file:
                     if not line.strip():

@@ -61,7 +61,7 @@ def loss_tokens_per_kind(sample: PackedSample) -> Counter:
     """Loss tokens of each document of ``sample``, summed per data kind."""
     counts = Counter()
     for document, start, end in zip(sample.documents, sample.cu_seqlens[:-1], sample.cu_seqlens[1:]):
-        counts[document["kind"]] += int(sample.loss_mask[start:end].sum())
+        counts[document.kind] += int(sample.loss_mask[start:end].sum())
     return counts
 
 

@@ -15,7 +15,7 @@ def open_compatible_dataset(
     try:
         dataset = PackedDataset(Path(directory))
         dataset.manifest.check_compatible(
-            seq_len=seq_len, tokenizer_fingerprint=tokenizer_fingerprint, image_settings=image_settings.to_dict()
+            seq_len=seq_len, tokenizer_fingerprint=tokenizer_fingerprint, image_settings=image_settings
         )
     except ValueError as error:
         raise ValueError(f"packed dataset {directory}: {error}") from None

@@ -21,6 +21,8 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
+from megatron_vl.config.validation import positive_int
+
 # CLIP's normalization constants, which Qwen2-VL's processor uses.
 IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -44,9 +46,7 @@ class ImageSettings:
 
     def __post_init__(self) -> None:
         for name in ("min_pixels", "max_pixels", "patch_size", "temporal_patch_size", "merge_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ImageSettings.{name} must be a positive integer, got {value!r}")
+            positive_int("ImageSettings", name, getattr(self, name))
         if self.min_pixels > self.max_pixels:
             raise ValueError(
                 f"ImageSettings.min_pixels={self.min_pixels} exceeds max_pixels={self.max_pixels}; "

@@ -1,9 +1,10 @@
-"""The packed dataset on disk: what ``data_prep pack`` writes and the training loader reads.
+"""The packed dataset on disk, the contract between ``data_prep pack`` and the training loader: its names,
+the ``PackedSample`` and manifest fields, and the reader. The writer is ``data_prep.pack.packed_shard_writer``.
 
 A packed dataset is a directory of webdataset shards ``packed-000000.tar``, ... (uncompressed tar,
 members grouped by sample key), one offsets index per shard ``packed-000000.index.npy`` (int64
 [num_samples + 1]: the byte offset of each sample's first tar header, then the end of the last
-sample) for random access, and ``manifest.json``. One sample is one packed sequence of exactly
+sample) for random access, and ``manifest.json`` (``packed_manifest``). One sample is one packed sequence of exactly
 ``seq_len`` tokens; its members are, in this order:
 
     {key}.tokens.npy        int32 [S]
@@ -23,19 +24,16 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
 import re
 import struct
 import tarfile
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
-from megatron_vl.files import sha256_file, write_atomically
+from megatron_vl.data.json_records import record_fields
+from megatron_vl.data.packed_manifest import PackedManifest
 
-FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
 ARRAY_MEMBERS = {  # member suffix -> (dtype, number of dimensions)
     "tokens.npy": ("<i4", 1),
     "labels.npy": ("<i4", 1),
@@ -44,6 +42,7 @@ ARRAY_MEMBERS = {  # member suffix -> (dtype, number of dimensions)
     "seq_lens.npy": ("<i4", 1),
 }
 IMAGE_MEMBER = re.compile(r"img(\d+)\.png")
+META_FIELDS = ("image_grid_thw", "documents", "num_padding")
 
 
 def shard_name(index: int) -> str:
@@ -66,14 +65,45 @@ def png_size(data: bytes) -> tuple[int, int] | None:
     return height, width
 
 
-def npy_bytes(array: np.ndarray) -> bytes:
-    """The ``.npy`` file of ``array``."""
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DocumentSource:
+    """Which sample of pack's inputs a packed document came from."""
+
+    input: int
+    """Position of its sample-shard dataset among pack's inputs."""
+    shard: str
+    """The sample shard's file name."""
+    key: str
+    """The sample's key in that shard."""
 
 
-@dataclasses.dataclass(kw_only=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PackedDocument:
+    """One document of a packed sample: its provenance and counts (an entry of ``meta.json``'s documents)."""
+
+    kind: str
+    """Data kind of its sample."""
+    source: DocumentSource
+    """The sample it came from."""
+    origin: dict | None
+    """Where that sample came from before ingest (its ``source``: ``{"file", "line"}`` or ``{"tar", "key"}``)."""
+    part: tuple[int, int]
+    """(i, n): part i of the n parts of a split document; (1, 1) for a whole one."""
+    length: int
+    """Its tokens in the sequence."""
+    num_images: int
+    """Its images."""
+    loss_tokens: int
+    """Its tokens whose label the loss counts."""
+
+    @classmethod
+    def from_dict(cls, values) -> "PackedDocument":
+        fields = record_fields(cls, values, what="a document record")
+        source = DocumentSource(**record_fields(DocumentSource, fields["source"], what="a document's source"))
+        return cls(**{**fields, "source": source, "part": tuple(fields["part"])})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class PackedSample:
     """One packed sequence: whole documents back to back, then padding to ``seq_len``."""
 
@@ -91,8 +121,8 @@ class PackedSample:
     """PNG bytes of each image in order of appearance, already at the resized size."""
     image_grid_thw: list[tuple[int, int, int]]
     """(t, h, w) in patches of each image, in the same order."""
-    documents: list[dict]
-    """Per document: kind, source (shard, key), length, num_images, loss_tokens and more provenance."""
+    documents: list[PackedDocument]
+    """Per document, its provenance and counts."""
     num_padding: int
     """Padding tokens at the end (S - sum(seq_lens))."""
 
@@ -105,8 +135,9 @@ class PackedSample:
         """int32 [D + 1] document boundaries, as flash attention takes them."""
         return np.concatenate([[0], np.cumsum(self.seq_lens)]).astype(np.int32)
 
-    def problems(self) -> list[str]:
-        """What is inconsistent inside this sample (empty when it is well formed)."""
+    def structure_problems(self) -> list[str]:
+        """What is inconsistent in the shapes of this sample (empty when they fit together); the whole
+        contract is ``sample_checks.check_packed_sample``."""
         found = []
         for name, (dtype, ndim) in ARRAY_MEMBERS.items():
             array = getattr(self, name.removesuffix(".npy"))
@@ -130,21 +161,6 @@ class PackedSample:
             found.append(f"{len(self.documents)} document records but {len(self.seq_lens)} document lengths")
         return found
 
-    def to_tar_members(self) -> dict[str, bytes]:
-        """Member suffix -> bytes, in the order they go into the tar."""
-        problems = self.problems()
-        assert not problems, problems
-        members = {name: npy_bytes(getattr(self, name.removesuffix(".npy"))) for name in ARRAY_MEMBERS}
-        meta = {
-            "image_grid_thw": [list(map(int, grid)) for grid in self.image_grid_thw],
-            "documents": self.documents,
-            "num_padding": int(self.num_padding),
-        }
-        members["meta.json"] = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
-        for k, image in enumerate(self.images):
-            members[f"img{k}.png"] = image
-        return members
-
     @classmethod
     def from_tar_members(cls, members: dict[str, bytes], *, where: str = "sample") -> "PackedSample":
         """Parse the members of one sample (suffix -> bytes); ``where`` names it in errors."""
@@ -157,7 +173,12 @@ class PackedSample:
                 for name in ARRAY_MEMBERS
             }
             meta = json.loads(members["meta.json"])
-        except (ValueError, OSError) as error:
+            if not isinstance(meta, dict) or sorted(meta) != sorted(META_FIELDS):
+                raise ValueError(f"meta.json holds {sorted(meta) if isinstance(meta, dict) else meta!r}, "
+                                 f"expected the fields {list(META_FIELDS)}")
+            documents = [PackedDocument.from_dict(document) for document in meta["documents"]]
+            grids = [tuple(grid) for grid in meta["image_grid_thw"]]
+        except (ValueError, TypeError, OSError) as error:
             raise ValueError(f"{where}: cannot parse a member ({error}); the shard is damaged, re-run pack") from None
         image_numbers = sorted(int(m.group(1)) for name in members if (m := IMAGE_MEMBER.fullmatch(name)))
         if image_numbers != list(range(len(image_numbers))):
@@ -165,199 +186,14 @@ class PackedSample:
         sample = cls(
             **arrays,
             images=[members[f"img{k}.png"] for k in image_numbers],
-            image_grid_thw=[tuple(grid) for grid in meta.get("image_grid_thw", [])],
-            documents=meta.get("documents", []),
-            num_padding=meta.get("num_padding", -1),
+            image_grid_thw=grids,
+            documents=documents,
+            num_padding=meta["num_padding"],
         )
-        problems = sample.problems()
+        problems = sample.structure_problems()
         if problems:
             raise ValueError(f"{where}: " + "; ".join(problems))
         return sample
-
-
-@dataclasses.dataclass(kw_only=True)
-class ShardEntry:
-    """One packed shard as the manifest records it."""
-
-    name: str
-    """File name of the shard inside the dataset directory."""
-    num_samples: int
-    """Packed sequences in the shard."""
-    bytes: int
-    """Size of the shard file."""
-    sha256: str
-    """sha256 of the shard file."""
-    index_sha256: str
-    """sha256 of its offsets index file (see ``index_name``)."""
-
-    def __post_init__(self) -> None:
-        if not re.fullmatch(r"packed-\d{6}\.tar", self.name):
-            raise ValueError(f"shard name {self.name!r} is not packed-NNNNNN.tar")
-        if self.num_samples < 1 or self.bytes < 1:
-            raise ValueError(f"shard {self.name}: num_samples and bytes must be positive")
-
-
-def write_shard(path: Path, samples: Iterable[tuple[str, PackedSample]]) -> ShardEntry:
-    """Write ``(key, sample)`` pairs as a shard plus its offsets index, each atomically."""
-    path = Path(path)
-    offsets = []
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as file:
-        with tarfile.open(fileobj=file, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for key, sample in samples:
-                assert "." not in key, key
-                offsets.append(tar.offset)
-                for suffix, payload in sample.to_tar_members().items():
-                    info = tarfile.TarInfo(f"{key}.{suffix}")
-                    info.size, info.mtime, info.mode = len(payload), 0, 0o644
-                    tar.addfile(info, io.BytesIO(payload))
-            offsets.append(tar.offset)
-        file.flush()
-        os.fsync(file.fileno())
-    index_path = path.with_name(index_name(path.name))
-    write_atomically(index_path, npy_bytes(np.array(offsets, dtype="<i8")))
-    os.replace(temporary, path)
-    return ShardEntry(
-        name=path.name,
-        num_samples=len(offsets) - 1,
-        bytes=path.stat().st_size,
-        sha256=sha256_file(path),
-        index_sha256=sha256_file(index_path),
-    )
-
-
-@dataclasses.dataclass(kw_only=True)
-class KindStats:
-    """Token counts of one data kind in a packed dataset."""
-
-    documents: int = 0
-    """Documents of this kind (a split document counts once per part)."""
-    tokens: int = 0
-    """All their tokens: text, vision markers, image placeholders and end-of-document."""
-    image_tokens: int = 0
-    """Of which ``<|image_pad|>`` placeholders."""
-    loss_tokens: int = 0
-    """Tokens the loss is computed on."""
-    images: int = 0
-    """Images."""
-
-    def add(self, other: "KindStats") -> None:
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
-
-
-@dataclasses.dataclass(kw_only=True)
-class PackedManifest:
-    """``manifest.json`` of a packed dataset: what it holds and how it was made."""
-
-    format_version: int = FORMAT_VERSION
-    """Version of this layout; readers refuse versions they do not know."""
-    seq_len: int
-    """Tokens in every packed sequence."""
-    tokenizer_fingerprint: str
-    """sha256 of the tokenizer the text was encoded with."""
-    special_ids: dict[str, int]
-    """Special token -> id (``<|image_pad|>``, ``<|vision_start|>``, ...) of that tokenizer."""
-    pad_id: int
-    """Id filling tokens and labels past the documents."""
-    image_settings: dict
-    """Image preprocessing settings (min/max pixels, patch, merge sizes) of the sample shards."""
-    pack_settings: dict
-    """Options that decide the output: seed, window, shard_size, long_doc."""
-    sources: list[dict]
-    """Input sample-shard datasets: path, sha256 of their ingest manifest, samples read."""
-    shards: list[ShardEntry]
-    """The shards, in order."""
-    num_samples: int
-    """Packed sequences in all shards."""
-    num_documents: int
-    """Documents packed (a split document counts once per part)."""
-    tokens_per_kind: dict[str, KindStats]
-    """Token counts per data kind."""
-    padding_fraction: float
-    """Padding tokens / (num_samples * seq_len)."""
-    dropped: dict[str, int]
-    """Documents not packed, by reason."""
-    split_documents: int
-    """Documents longer than seq_len that were split into parts."""
-    document_length_histogram: dict
-    """``{"edges": [...], "counts": [...]}``: documents per length bucket [edges[i], edges[i+1])."""
-
-    def __post_init__(self) -> None:
-        if self.format_version != FORMAT_VERSION:
-            raise ValueError(
-                f"packed dataset format version {self.format_version} is not {FORMAT_VERSION}, the one this "
-                "megatron-vl reads; re-pack the data with this version's `python -m data_prep pack`"
-            )
-        if self.seq_len < 1:
-            raise ValueError(f"manifest seq_len must be positive, got {self.seq_len}")
-        self.shards = [entry if isinstance(entry, ShardEntry) else ShardEntry(**entry) for entry in self.shards]
-        self.tokens_per_kind = {
-            kind: stats if isinstance(stats, KindStats) else KindStats(**stats)
-            for kind, stats in self.tokens_per_kind.items()
-        }
-        names = [entry.name for entry in self.shards]
-        if len(set(names)) != len(names):
-            raise ValueError("manifest lists a shard twice")
-        if self.num_samples != sum(entry.num_samples for entry in self.shards):
-            raise ValueError(
-                f"manifest num_samples {self.num_samples} is not the sum of its shards' sample counts"
-            )
-        if not 0.0 <= self.padding_fraction <= 1.0:
-            raise ValueError(f"manifest padding_fraction {self.padding_fraction} is outside [0, 1]")
-        document_tokens = sum(stats.tokens for stats in self.tokens_per_kind.values())
-        expected_padding = self.num_samples * self.seq_len - document_tokens
-        if self.num_samples and round(self.padding_fraction * self.num_samples * self.seq_len) != expected_padding:
-            raise ValueError(
-                f"manifest padding_fraction {self.padding_fraction} disagrees with its token counts "
-                f"({expected_padding} padding tokens in {self.num_samples} x {self.seq_len})"
-            )
-
-    @property
-    def num_tokens(self) -> int:
-        return self.num_samples * self.seq_len
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True) + "\n"
-
-    def save(self, directory: Path) -> None:
-        write_atomically(Path(directory) / MANIFEST_NAME, self.to_json().encode())
-
-    @classmethod
-    def load(cls, directory: Path) -> "PackedManifest":
-        path = Path(directory) / MANIFEST_NAME
-        if not path.is_file():
-            raise ValueError(
-                f"{path} does not exist: {directory} is not a (finished) packed dataset; "
-                "make one with `python -m data_prep pack`"
-            )
-        try:
-            fields = json.loads(path.read_text())
-            return cls(**fields)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON ({error}); re-run pack") from None
-        except TypeError as error:
-            raise ValueError(f"{path} has missing or unknown fields ({error}); re-run pack") from None
-
-    def check_compatible(self, *, seq_len: int, tokenizer_fingerprint: str, image_settings: dict) -> None:
-        """Refuse a dataset made for another sequence length, tokenizer or image preprocessing."""
-        wanted = {"seq_len": seq_len, "tokenizer_fingerprint": tokenizer_fingerprint}
-        for name, value in wanted.items():
-            if getattr(self, name) != value:
-                raise ValueError(
-                    f"packed dataset has {name}={getattr(self, name)!r} but the run wants {value!r}; "
-                    "re-pack the data for this run or fix the run's config"
-                )
-        differing = {
-            name: (self.image_settings.get(name), value)
-            for name, value in image_settings.items()
-            if self.image_settings.get(name) != value
-        }
-        if differing:
-            raise ValueError(
-                f"packed dataset's image settings differ from the run's (dataset, run): {differing}; "
-                "re-pack the data with the run's image settings"
-            )
 
 
 class PackedDataset:

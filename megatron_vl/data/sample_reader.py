@@ -20,6 +20,7 @@ from megatron_vl.data.batch import VLBatch, build_batch
 from megatron_vl.data.blending import StreamCursor
 from megatron_vl.data.images import ImageSettings, load_image, patchify
 from megatron_vl.data.packed_format import PackedDataset, PackedSample
+from megatron_vl.data.sample_checks import SampleContract, check_packed_sample
 
 # What a damaged sample raises while it is read and decoded (PIL raises SyntaxError for broken PNG chunks).
 READ_ERRORS = (ValueError, OSError, SyntaxError, EOFError, zlib.error)
@@ -68,21 +69,16 @@ class MicroBatchReader(torch.utils.data.Dataset):
     def __init__(self, datasets: list[PackedDataset], image_settings: ImageSettings) -> None:
         self.datasets = datasets
         self.image_settings = image_settings
+        self._contracts = [SampleContract.of_manifest(dataset.manifest) for dataset in datasets]
 
     def read(self, dataset: int, sample: int) -> tuple[PackedSample, list[np.ndarray]]:
-        """The sample and the patches of each of its images; ``ValueError`` saying what is wrong with a damaged one."""
+        """The sample and the patches of each of its images; ``ValueError`` saying what is wrong with a damaged one
+        (the packed-sample contract, as ``data_prep verify --deep`` checks it, then the decoded images)."""
         shard, index = self.datasets[dataset].locate(sample)
         packed = self.datasets[dataset].read(shard, index)
-        manifest = self.datasets[dataset].manifest
-        if packed.seq_len != manifest.seq_len:
-            raise ValueError(f"it holds {packed.seq_len} tokens, the manifest says seq_len {manifest.seq_len}")
-        if any(not isinstance(document.get("kind"), str) for document in packed.documents):
-            raise ValueError("a document record has no data kind")
-        merge = self.image_settings.merge_size
-        placeholders = int(np.count_nonzero(packed.tokens == manifest.special_ids["<|image_pad|>"]))
-        image_tokens = sum(t * h * w for t, h, w in packed.image_grid_thw) // (merge * merge)
-        if placeholders != image_tokens:
-            raise ValueError(f"{placeholders} image placeholder tokens but its image grids make {image_tokens}")
+        problems = check_packed_sample(packed, self._contracts[dataset])
+        if problems:
+            raise ValueError("; ".join(problems))
         patches = []
         for k, (png, grid) in enumerate(zip(packed.images, packed.image_grid_thw)):
             image_patches, decoded_grid = patchify(np.asarray(load_image(png)), self.image_settings)

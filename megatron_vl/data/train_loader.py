@@ -25,7 +25,7 @@ from megatron_vl.config.data import DataConfig
 from megatron_vl.data.batch import VLBatch
 from megatron_vl.data.blending import BlendedStream, StreamCursor
 from megatron_vl.data.compatibility import open_compatible_dataset
-from megatron_vl.data.packed_format import MANIFEST_NAME
+from megatron_vl.data.packed_manifest import MANIFEST_NAME
 from megatron_vl.data.sample_reader import MicroBatchPlan, MicroBatchReader, MicroBatchResult, SlotPlan, read_in_order
 from megatron_vl.files import sha256_file
 

@@ -1,5 +1,5 @@
 """One tokenizer interface over Hugging Face tokenizer.json and sentencepiece models, with the
-multimodal special tokens (``SPECIAL_TOKENS``) at fixed ids."""
+multimodal special tokens (``SPECIAL_TOKENS``; ``<think>`` / ``</think>`` optional) at fixed ids."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import os
 from megatron_vl.tokenizer.bpe_training import train_bpe_tokenizer
 from megatron_vl.tokenizer.hf_tokenizer import HFTokenizer
 from megatron_vl.tokenizer.sentencepiece_tokenizer import SentencePieceTokenizer
-from megatron_vl.tokenizer.special_tokens import SPECIAL_TOKENS, TRAINED_SPECIAL_IDS
+from megatron_vl.tokenizer.special_tokens import (
+    OPTIONAL_SPECIAL_TOKENS, REQUIRED_SPECIAL_TOKENS, SPECIAL_TOKENS, TRAINED_SPECIAL_IDS,
+)
 from megatron_vl.tokenizer.tokenizer import Tokenizer
 
 __all__ = [
-    "HFTokenizer", "SPECIAL_TOKENS", "SentencePieceTokenizer", "TRAINED_SPECIAL_IDS", "Tokenizer",
-    "load_tokenizer", "train_bpe_tokenizer",
+    "HFTokenizer", "OPTIONAL_SPECIAL_TOKENS", "REQUIRED_SPECIAL_TOKENS", "SPECIAL_TOKENS", "SentencePieceTokenizer",
+    "TRAINED_SPECIAL_IDS", "Tokenizer", "load_tokenizer", "train_bpe_tokenizer",
 ]
 
 

@@ -100,5 +100,7 @@ def hf_tokenizer_config(special_ids: dict[str, int]) -> dict:
             }
             for token, token_id in sorted(special_ids.items(), key=lambda item: item[1])
         },
-        "additional_special_tokens": [token for token in SPECIAL_TOKENS if token != "<|endoftext|>"],
+        "additional_special_tokens": [
+            token for token in SPECIAL_TOKENS if token in special_ids and token != "<|endoftext|>"
+        ],
     }

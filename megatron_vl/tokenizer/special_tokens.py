@@ -1,4 +1,4 @@
-"""The multimodal special tokens every tokenizer must carry, and where a trained one puts them."""
+"""The multimodal special tokens, which of them a tokenizer must carry, and where a trained one puts them."""
 
 from __future__ import annotations
 
@@ -15,5 +15,10 @@ SPECIAL_TOKENS = (
     "<think>",
     "</think>",
 )
+
+# Only chain-of-thought documents use these; Qwen2.5-VL's own tokenizer lacks them. A tokenizer without
+# them loads, and pack refuses (drops and counts) only the documents that need them.
+OPTIONAL_SPECIAL_TOKENS = ("<think>", "</think>")
+REQUIRED_SPECIAL_TOKENS = tuple(token for token in SPECIAL_TOKENS if token not in OPTIONAL_SPECIAL_TOKENS)
 
 TRAINED_SPECIAL_IDS = {token: index for index, token in enumerate(SPECIAL_TOKENS)}

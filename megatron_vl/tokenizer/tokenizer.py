@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 
-from megatron_vl.tokenizer.special_tokens import SPECIAL_TOKENS
+from megatron_vl.tokenizer.special_tokens import REQUIRED_SPECIAL_TOKENS, SPECIAL_TOKENS
 
 
 class Tokenizer(abc.ABC):
@@ -19,7 +19,8 @@ class Tokenizer(abc.ABC):
         self.path = path
         """Where the tokenizer was loaded from (for error messages)."""
         self.special_ids = dict(special_ids)
-        """Id of each token in ``SPECIAL_TOKENS``."""
+        """Id of each token of ``SPECIAL_TOKENS`` the tokenizer has: all the required ones, and the optional
+        ``<think>`` / ``</think>`` where it has them."""
         self.fingerprint = fingerprint
         """sha256 of the tokenizer's content; manifests record it so training can refuse a mismatch."""
         self._check_text_never_special()
@@ -80,12 +81,14 @@ class Tokenizer(abc.ABC):
         return self.special_ids["<|video_pad|>"]
 
     @property
-    def think_id(self) -> int:
-        return self.special_ids["<think>"]
+    def think_id(self) -> int | None:
+        """``<think>``, or None when the tokenizer lacks it."""
+        return self.special_ids.get("<think>")
 
     @property
-    def think_end_id(self) -> int:
-        return self.special_ids["</think>"]
+    def think_end_id(self) -> int | None:
+        """``</think>``, or None when the tokenizer lacks it."""
+        return self.special_ids.get("</think>")
 
     def _check_text_never_special(self) -> None:
         special = set(self.special_ids.values())
@@ -99,15 +102,17 @@ class Tokenizer(abc.ABC):
 
 
 def resolve_special_ids(lookup: Callable[[str], int | None], path: str) -> dict[str, int]:
-    """Ids of all ``SPECIAL_TOKENS`` via ``lookup``; a ValueError names every missing one."""
+    """Ids of the ``SPECIAL_TOKENS`` the tokenizer has, via ``lookup``; a ValueError names every missing
+    required one (the optional ``<think>`` / ``</think>`` may be missing)."""
     found = {token: lookup(token) for token in SPECIAL_TOKENS}
-    missing = [token for token, token_id in found.items() if token_id is None]
+    missing = [token for token in REQUIRED_SPECIAL_TOKENS if found[token] is None]
     if missing:
         raise ValueError(
             f"tokenizer {path} lacks the special tokens {missing}; megatron-vl needs all of "
-            f"{list(SPECIAL_TOKENS)}. Add them to the tokenizer (as special added tokens / control symbols) "
+            f"{list(REQUIRED_SPECIAL_TOKENS)}. Add them to the tokenizer (as special added tokens / control symbols) "
             "or train one with `python -m data_prep train-tokenizer`"
         )
+    found = {token: token_id for token, token_id in found.items() if token_id is not None}
     ids = list(found.values())
     if len(set(ids)) != len(ids):
         raise ValueError(f"tokenizer {path} maps two special tokens to the same id: {found}")

@@ -11,7 +11,10 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from data_prep import demo_corpus, ingest, pack, train_tokenizer
+from data_prep import train_tokenizer
+from data_prep.demo import command as demo_corpus
+from data_prep.ingest import command as ingest
+from data_prep.pack import command as pack
 from megatron_vl.config.data import DataConfig
 from megatron_vl.data.packed_format import PackedDataset, sample_key, shard_name
 from megatron_vl.tokenizer import load_tokenizer

@@ -9,6 +9,7 @@ from megatron_vl.data.batch import build_batch
 from megatron_vl.data.images import ImageSettings, load_image, patchify
 from megatron_vl.data.packed_format import PackedDataset, PackedSample
 from megatron_vl.data.train_loader import TrainLoader
+from tests.data.packed_samples import packed_document
 
 
 def test_batch_fields_come_from_the_packed_samples(packed_corpus):
@@ -36,7 +37,7 @@ def test_batch_fields_come_from_the_packed_samples(packed_corpus):
         assert batch.image_grid_thw.tolist() == [list(grid) for _, grid in expected]
         kinds = {}
         for document in (d for sample in samples for d in sample.documents):
-            kinds[document["kind"]] = kinds.get(document["kind"], 0) + document["loss_tokens"]
+            kinds[document.kind] = kinds.get(document.kind, 0) + document.loss_tokens
         assert batch.loss_tokens_per_kind == {kind: n for kind, n in kinds.items() if n}
         assert batch.num_loss_tokens == int(batch.loss_mask.sum())
 
@@ -48,7 +49,7 @@ def test_padding_tail_is_its_own_segment_and_text_only_rows_have_no_patches():
             tokens=np.arange(size, dtype=np.int32), labels=np.zeros(size, np.int32),
             loss_mask=(np.arange(size) < sum(seq_lens)).astype(np.uint8), position_ids=np.zeros((3, size), np.int32),
             seq_lens=np.array(seq_lens, np.int32), images=[], image_grid_thw=[],
-            documents=[{"kind": "text"} for _ in seq_lens], num_padding=padding,
+            documents=[packed_document("text", n) for n in seq_lens], num_padding=padding,
         )
 
     patch_dim = ImageSettings().patch_dim

@@ -146,7 +146,7 @@ def test_corrupt_sample_is_replaced_logged_and_counted(packed_corpus, reference,
     expected = [(0, caption_rows[2]) if row == (0, bad) else row for step in steps[:2] for row in rows(step)]
     assert sum((rows(step) for step in damaged), []) == expected
     [line] = [record.getMessage() for record in caplog.records if "corrupt" in record.getMessage()]
-    assert str(captions) in line and f"sample {bad} of the dataset" in line and "UnidentifiedImageError" in line
+    assert str(captions) in line and f"sample {bad} of the dataset" in line and "image 0: PNG size None" in line
     counts = loader.state_dict()["datasets"][0]
     assert (counts["read"], counts["skipped"]) == (states[1]["datasets"][0]["drawn"] + 1, 1)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from data_prep import demo_corpus
+from data_prep.demo import command as demo_corpus
 from tests.data_prep.cli import run_subcommand
 
 

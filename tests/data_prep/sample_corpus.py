@@ -8,6 +8,7 @@ image alone is longer than the sequence.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import json
@@ -16,9 +17,11 @@ import os
 import numpy as np
 from PIL import Image
 
-from data_prep.sample_shards import FORMAT_VERSION, MANIFEST_NAME, SampleShardWriter, ShardLimit, sample_key, sample_members
+from data_prep.sample_shards.manifest import MANIFEST_NAME, DedupSettings, IngestManifest
+from data_prep.sample_shards.sample_meta import SampleImage, SampleMeta, sample_key, sample_members
+from data_prep.sample_shards.writer import SampleShardWriter, ShardLimit
 from megatron_vl.data.images import ImageSettings
-from megatron_vl.tokenizer import train_bpe_tokenizer
+from megatron_vl.tokenizer import HFTokenizer, train_bpe_tokenizer
 
 SEQ_LEN = 256
 WORDS = ("the red circle blue square green triangle image shows a cat on mat page text reads hello world "
@@ -38,8 +41,8 @@ def png(height, width, seed):
 
 def image_entry(height, width, seed):
     data = png(height, width, seed)
-    return {"height": height, "width": width, "orig_height": height, "orig_width": width,
-            "sha256": hashlib.sha256(data).hexdigest()}, data
+    return SampleImage(height=height, width=width, orig_height=height, orig_width=width,
+                       sha256=hashlib.sha256(data).hexdigest()), data
 
 
 def text(value, loss):
@@ -54,8 +57,8 @@ def make_samples(rng, count):
         kind = ("caption", "grounding", "interleaved", "text", "cot")[i % 5]
         source = {"file": f"raw/{kind}.jsonl", "line": i + 1}
         if kind == "text":
-            samples.append(({"kind": kind, "source": source, "images": [],
-                             "segments": [text(words(rng, int(rng.integers(5, 120))), True)]}, []))
+            samples.append((SampleMeta(kind=kind, source=source, images=[],
+                                       segments=[text(words(rng, int(rng.integers(5, 120))), True)]), []))
             continue
         count_images = {"caption": 1, "grounding": 1, "interleaved": 2, "cot": int(rng.integers(0, 2))}[kind]
         entries, pngs = zip(*[image_entry(*sizes[(i + k) % len(sizes)], seed=1000 * i + k)
@@ -69,16 +72,16 @@ def make_samples(rng, count):
             segments += [text(words(rng, 10), False), {"special": "<think>", "loss": True},
                          text(words(rng, int(rng.integers(10, 60))), True), {"special": "</think>", "loss": True},
                          text(words(rng, 3), True)]
-        samples.append(({"kind": kind, "source": source, "images": list(entries), "segments": segments}, list(pngs)))
-    long_text = {"kind": "text", "source": {"file": "raw/long.jsonl", "line": 1}, "images": [],
-                 "segments": [text(words(rng, 700), True)]}
+        samples.append((SampleMeta(kind=kind, source=source, images=list(entries), segments=segments), list(pngs)))
+    long_text = SampleMeta(kind="text", source={"file": "raw/long.jsonl", "line": 1}, images=[],
+                           segments=[text(words(rng, 700), True)])
     big_entries, big_pngs = zip(*[image_entry(224, 224, seed=7 + k) for k in range(4)])
-    long_interleaved = {"kind": "interleaved", "source": {"file": "raw/long.jsonl", "line": 2},
-                        "images": list(big_entries),
-                        "segments": [x for k in range(4) for x in ({"image": k}, text(words(rng, 40), True))]}
+    long_interleaved = SampleMeta(kind="interleaved", source={"file": "raw/long.jsonl", "line": 2},
+                                  images=list(big_entries),
+                                  segments=[x for k in range(4) for x in ({"image": k}, text(words(rng, 40), True))])
     huge_entry, huge_png = image_entry(448, 476, seed=9)
-    huge_image = {"kind": "caption", "source": {"file": "raw/long.jsonl", "line": 3}, "images": [huge_entry],
-                  "segments": [{"image": 0}, text("a large picture", True)]}
+    huge_image = SampleMeta(kind="caption", source={"file": "raw/long.jsonl", "line": 3}, images=[huge_entry],
+                            segments=[{"image": 0}, text("a large picture", True)])
     return samples + [(long_text, []), (long_interleaved, list(big_pngs)), (huge_image, [huge_png])]
 
 
@@ -87,24 +90,32 @@ def write_sample_dataset(directory, samples, *, shard_samples=4):
     writer = SampleShardWriter(str(directory), ShardLimit(samples=shard_samples))
     for i, (meta, pngs) in enumerate(samples):
         writer.write(sample_key(i), sample_members(meta, pngs))
-    shards = writer.close()
-    manifest = {"format_version": FORMAT_VERSION, "num_samples": len(samples), "shards": shards,
-                "image_settings": ImageSettings().to_dict()}
+    manifest = IngestManifest(
+        num_samples=len(samples), num_images=sum(len(pngs) for _, pngs in samples),
+        kinds=dict(collections.Counter(meta.kind for meta, _ in samples)), image_settings=ImageSettings(),
+        shards=writer.close(), rejects={}, num_rejected=0, inputs=[],
+        dedup=DedupSettings(kinds=[], near_dup_distance=None), png_compression=1, arguments={},
+    )
     with open(os.path.join(directory, MANIFEST_NAME), "w") as file:
-        json.dump(manifest, file)
+        file.write(manifest.to_json())
     return directory
 
 
-def train_tokenizer(directory):
+def train_tokenizer(directory, *, without: tuple[str, ...] = ()):
+    """The test tokenizer's tokenizer.json in ``directory``; ``without`` leaves special tokens out (as
+    Qwen2.5-VL's tokenizer has no ``<think>`` / ``</think>``)."""
     tokenizer = train_bpe_tokenizer([" ".join(WORDS)] * 20 + ['[{"bbox_2d": [10, 20, 40, 50], "label": "cat"}]'] * 5,
                                     vocab_size=400)
-    tokenizer.save_hf(str(directory))
+    content = json.loads(json.dumps(tokenizer._content))
+    content["added_tokens"] = [added for added in content["added_tokens"] if added["content"] not in without]
+    content["model"]["vocab"] = {token: i for token, i in content["model"]["vocab"].items() if token not in without}
+    HFTokenizer(content, path="<test>").save_hf(str(directory))
     return os.path.join(directory, "tokenizer.json")
 
 
 def build_packed_dataset(root, **options):
     """A tokenizer and a packed dataset of one small corpus under ``root``: (tokenizer path, packed dir)."""
-    from data_prep.pack import PackOptions, pack
+    from data_prep.pack.command import PackOptions, pack
 
     tokenizer = train_tokenizer(root / "tokenizer")
     inputs = [str(write_sample_dataset(root / "input", make_samples(np.random.default_rng(0), 20)))]

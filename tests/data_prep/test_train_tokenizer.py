@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from data_prep import demo_corpus, ingest, train_tokenizer
+from data_prep import train_tokenizer
+from data_prep.demo import command as demo_corpus
+from data_prep.ingest import command as ingest
 from megatron_vl.tokenizer import TRAINED_SPECIAL_IDS, load_tokenizer
 from tests.data_prep.cli import run_subcommand
 

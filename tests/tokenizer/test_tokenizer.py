@@ -10,7 +10,8 @@ import sentencepiece
 from transformers import AutoTokenizer
 
 from megatron_vl.tokenizer import (
-    SPECIAL_TOKENS, TRAINED_SPECIAL_IDS, HFTokenizer, SentencePieceTokenizer, load_tokenizer, train_bpe_tokenizer,
+    OPTIONAL_SPECIAL_TOKENS, REQUIRED_SPECIAL_TOKENS, SPECIAL_TOKENS, TRAINED_SPECIAL_IDS, HFTokenizer,
+    SentencePieceTokenizer, load_tokenizer, train_bpe_tokenizer,
 )
 
 CORPUS = [
@@ -80,7 +81,7 @@ def test_save_hf_reloads_here_and_in_transformers(trained, tmp_path):
         assert hf(text, add_special_tokens=False)["input_ids"] == trained.encode(text)
 
 
-def qwen_style(trained, tmp_path, *, drop: str | None = None) -> str:
+def qwen_style(trained, tmp_path, *, drop: tuple[str, ...] = ()) -> str:
     """A tokenizer.json laid out like Qwen2/Qwen3's: specials after the vocabulary, in Qwen's order,
     ``<think>`` and ``</think>`` marked non-special as Qwen3 does."""
     content = json.loads(json.dumps(trained._content))
@@ -94,7 +95,7 @@ def qwen_style(trained, tmp_path, *, drop: str | None = None) -> str:
     content["added_tokens"] = [
         {"id": len(vocab) + index, "content": token, "single_word": False, "lstrip": False, "rstrip": False,
          "normalized": False, "special": token not in ("<think>", "</think>")}
-        for index, token in enumerate(order) if token != drop
+        for index, token in enumerate(order) if token not in drop
     ]
     path = tmp_path / "tokenizer.json"
     path.write_text(json.dumps(content))
@@ -117,9 +118,22 @@ def test_qwen_style_tokenizer_json_keeps_its_own_ids(trained, tmp_path):
 
 
 def test_missing_special_token_is_named(trained, tmp_path):
-    path = qwen_style(trained, tmp_path, drop="<|video_pad|>")
+    path = qwen_style(trained, tmp_path, drop=("<|video_pad|>", "<think>"))
     with pytest.raises(ValueError, match=r"tokenizer .*tokenizer.json lacks the special tokens \['<\|video_pad\|>'\]"):
         load_tokenizer(path)
+
+
+def test_a_tokenizer_without_think_tokens_loads_like_qwen2_5_vl(trained, tmp_path):
+    tokenizer = load_tokenizer(qwen_style(trained, tmp_path, drop=OPTIONAL_SPECIAL_TOKENS))
+    assert list(tokenizer.special_ids) == list(REQUIRED_SPECIAL_TOKENS)
+    assert tokenizer.think_id is None and tokenizer.think_end_id is None
+    assert tokenizer.image_pad_id == trained.vocab_size - len(SPECIAL_TOKENS) + 7
+    ids = tokenizer.encode("<think>x</think>")
+    assert tokenizer.decode(ids) == "<think>x</think>" and not set(ids) & set(tokenizer.special_ids.values())
+    tokenizer.save_hf(tmp_path / "hf")
+    config = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
+    assert "<think>" not in config["additional_special_tokens"]
+    assert load_tokenizer(tmp_path / "hf").fingerprint == tokenizer.fingerprint
 
 
 def train_sentencepiece(**special) -> bytes:
@@ -146,6 +160,12 @@ def test_sentencepiece_model(tmp_path):
     assert tokenizer.decode([tokenizer.vision_start_id, *ids], skip_special=True) == text
     tokenizer.save_hf(tmp_path / "hf")
     assert load_tokenizer(tmp_path / "hf").fingerprint == tokenizer.fingerprint
+
+
+def test_sentencepiece_model_without_think_tokens(tmp_path):
+    tokenizer = SentencePieceTokenizer(train_sentencepiece(control_symbols=list(REQUIRED_SPECIAL_TOKENS)), path="x.model")
+    assert list(tokenizer.special_ids) == list(REQUIRED_SPECIAL_TOKENS)
+    assert tokenizer.think_id is None and tokenizer.think_end_id is None
 
 
 def test_sentencepiece_user_defined_specials_are_refused():

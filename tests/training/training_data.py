@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_prep import demo_corpus, ingest, pack, train_tokenizer
+from data_prep import train_tokenizer
+from data_prep.demo import command as demo_corpus
+from data_prep.ingest import command as ingest
+from data_prep.pack import command as pack
 from megatron_vl.config.recipe import packed_dataset_dir
 from tests.data_prep.cli import run_subcommand
 

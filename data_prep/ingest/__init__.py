@@ -1,0 +1,1 @@
+"""Step 1, ``ingest``: raw JSONL / webdataset documents -> sample shards (one document per sample)."""

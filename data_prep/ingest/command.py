@@ -1,0 +1,183 @@
+"""Turn raw JSONL / webdataset documents into sample shards (one document per sample).
+
+Inputs are JSONL files (one document per line, image paths relative to --image-root, by default
+the JSONL's folder) and webdataset tars; directories are searched for both. Each document's images
+are decoded, EXIF-rotated, converted to RGB and resized as Qwen2VLImageProcessor does, then stored
+losslessly; grounding and OCR boxes are rewritten in pixels of the resized image. Every bad
+document is skipped with a line in the reject log (its file and line, or tar and key, and why);
+the summary counts documents per kind and rejects per reason. Output is identical whatever the
+number of workers. The raw schema of each kind is in the README ("Data preparation").
+
+example:
+  python -m data_prep ingest --input raw/ --out shards/ --workers 8 --near-dup
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import os
+import time
+
+from data_prep.ingest.image_dedup import ImageDeduplicator
+from data_prep.ingest.raw_sources import count_documents, find_inputs, iter_items
+from data_prep.ingest.rejects import Reject, RejectLog, RejectReason
+from data_prep.ingest.sample_builder import BuildSettings, init_worker, process_item
+from data_prep.parallel_map import ordered_map
+from data_prep.sample_shards.manifest import (
+    MANIFEST_NAME, SHARD_PATTERN, DedupSettings, IngestManifest, InputDocuments,
+)
+from data_prep.sample_shards.sample_meta import KINDS, sample_key, sample_members
+from data_prep.sample_shards.writer import SampleShardWriter, ShardLimit
+from megatron_vl.config.validation import positive_int
+from megatron_vl.data.images import ImageSettings
+from megatron_vl.files import write_atomically
+from megatron_vl.progress import ProgressBar
+
+DEFAULT_DEDUP_KINDS = "caption,ocr"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = ImageSettings()
+    parser.add_argument("--input", nargs="+", required=True, metavar="PATH",
+                        help="JSONL files (*.jsonl, *.jsonl.gz), webdataset tars (*.tar), or directories of them")
+    parser.add_argument("--out", required=True, help="output directory for samples-*.tar and ingest_manifest.json")
+    parser.add_argument("--kind", choices=KINDS, help="kind of records that have no 'kind' field")
+    parser.add_argument("--image-root", help="directory image paths of JSONL records start from (default: the JSONL's directory)")
+    parser.add_argument("--shard-size", default="1GB", type=_shard_limit,
+                        help="samples per shard (e.g. 10000) or bytes per shard (e.g. 512MB, 1GiB); default 1GB")
+    parser.add_argument("--min-pixels", type=int, default=defaults.min_pixels,
+                        help=f"smallest resized image area (default {defaults.min_pixels})")
+    parser.add_argument("--max-pixels", type=int, default=defaults.max_pixels,
+                        help=f"largest resized image area (default {defaults.max_pixels})")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="worker processes (default: all CPUs)")
+    parser.add_argument("--dedup-kinds", default=DEFAULT_DEDUP_KINDS,
+                        help="comma-separated kinds whose documents are dropped when all their images were already "
+                             f"ingested (default {DEFAULT_DEDUP_KINDS}: grounding and cot reuse images on purpose); "
+                             "'' turns dedup off")
+    parser.add_argument("--near-dup", nargs="?", type=int, const=4, default=None, metavar="DISTANCE",
+                        help="also drop near-duplicate images: perceptual hashes within DISTANCE bits (default 4)")
+    parser.add_argument("--reject-log", help="JSONL file of rejected documents (default: OUT/rejects.jsonl)")
+    parser.add_argument("--png-compression", type=int, default=1, choices=range(10), metavar="0-9",
+                        help="zlib level of the stored PNGs (default 1: fast, images are stored once)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing ingest output in --out")
+
+
+def _shard_limit(text: str) -> ShardLimit:
+    try:
+        return ShardLimit.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _dedup_kinds(text: str) -> list[str]:
+    kinds = [kind for kind in text.split(",") if kind]
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise ValueError(f"--dedup-kinds names unknown kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
+    return kinds
+
+
+def _prepare_output(directory: str, overwrite: bool) -> None:
+    os.makedirs(directory, exist_ok=True)
+    old = [name for name in os.listdir(directory) if SHARD_PATTERN.fullmatch(name) or name == MANIFEST_NAME]
+    if old and not overwrite:
+        raise ValueError(f"{directory} already holds an ingest output ({len(old)} files); pass --overwrite or another --out")
+    for name in old:
+        os.remove(os.path.join(directory, name))
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    image_settings = ImageSettings(min_pixels=args.min_pixels, max_pixels=args.max_pixels)
+    settings = BuildSettings(
+        image_settings=image_settings,
+        default_kind=args.kind,
+        png_compression=args.png_compression,
+        perceptual_hashes=args.near_dup is not None,
+    )
+    positive_int("ingest", "workers", args.workers)
+    dedup_kinds = _dedup_kinds(args.dedup_kinds)
+    inputs = find_inputs(args.input)
+    _prepare_output(args.out, args.overwrite)
+    reject_path = args.reject_log or os.path.join(args.out, "rejects.jsonl")
+    counts = [count_documents(path) for path in inputs]
+    total = None if None in counts else sum(counts)
+
+    deduplicator = ImageDeduplicator(args.near_dup)
+    writer = SampleShardWriter(args.out, args.shard_size)
+    kinds: collections.Counter[str] = collections.Counter()
+    per_input: collections.Counter[str] = collections.Counter()
+    num_images = 0
+    items = (item for path in inputs for item in iter_items(path, args.image_root))
+    with open(reject_path, "w", encoding="utf-8") as reject_file, ProgressBar(total=total, unit="doc", desc="ingest") as bar:
+        rejects = RejectLog(reject_file)
+        outcomes = ordered_map(
+            process_item, items, workers=args.workers, initializer=init_worker, initargs=(settings,)
+        )
+        for outcome in outcomes:
+            bar.update()
+            source = outcome.source if isinstance(outcome, Reject) else outcome.meta.source
+            per_input[source.get("file") or source.get("tar")] += 1
+            key = sample_key(sum(kinds.values()))
+            if not isinstance(outcome, Reject) and outcome.meta.kind in dedup_kinds:
+                duplicate = deduplicator.find(outcome.sha256s, outcome.phashes)
+                if duplicate is not None:
+                    match, earlier = duplicate
+                    reason = RejectReason.DUPLICATE_IMAGE if match == "exact" else RejectReason.NEAR_DUPLICATE_IMAGE
+                    outcome = Reject(source=source, reason=reason,
+                                     detail=f"its images are {match} duplicates of those of sample {earlier}")
+                else:
+                    deduplicator.add(key, outcome.sha256s, outcome.phashes)
+            if isinstance(outcome, Reject):
+                rejects.add(outcome)
+            else:
+                writer.write(key, sample_members(outcome.meta, outcome.pngs))
+                kinds[outcome.meta.kind] += 1
+                num_images += len(outcome.pngs)
+            if bar.count % 256 == 0:
+                bar.set_postfix(accepted=sum(kinds.values()), rejected=sum(rejects.counts.values()))
+        bar.set_postfix(accepted=sum(kinds.values()), rejected=sum(rejects.counts.values()))
+    shards = writer.close()
+
+    manifest = IngestManifest(
+        num_samples=sum(kinds.values()),
+        num_images=num_images,
+        kinds={kind: kinds[kind] for kind in KINDS if kinds[kind]},
+        image_settings=image_settings,
+        shards=shards,
+        rejects=dict(sorted(rejects.counts.items())),
+        num_rejected=sum(rejects.counts.values()),
+        inputs=[InputDocuments(path=path, documents=per_input[path]) for path in inputs],
+        dedup=DedupSettings(kinds=dedup_kinds, near_dup_distance=args.near_dup),
+        png_compression=args.png_compression,
+        arguments=_arguments(args),
+    )
+    write_atomically(os.path.join(args.out, MANIFEST_NAME), manifest.to_json().encode())
+    _print_summary(manifest, reject_path, time.perf_counter() - started)
+    return 0
+
+
+def _arguments(args: argparse.Namespace) -> dict:
+    """The command line as parsed (every option, defaults included), for the manifest."""
+    values = {name: value for name, value in vars(args).items() if name not in ("run", "subcommand")}
+    values["shard_size"] = dataclasses.asdict(args.shard_size)
+    return values
+
+
+def _print_summary(manifest: IngestManifest, reject_path: str, seconds: float) -> None:
+    documents = manifest.num_samples + manifest.num_rejected
+    total_bytes = sum(shard.bytes for shard in manifest.shards)
+    print(f"\ningested {manifest.num_samples} of {documents} documents ({manifest.num_images} images) into "
+          f"{len(manifest.shards)} shards, {total_bytes / 1e6:.1f} MB, in {seconds:.1f}s "
+          f"({documents / max(seconds, 1e-9):.0f} documents/s)")
+    print(f"  {'kind':<22}{'samples':>9}")
+    for kind, count in manifest.kinds.items():
+        print(f"  {kind:<22}{count:>9}")
+    if manifest.rejects:
+        print(f"  {'rejected: reason':<22}{'count':>9}   (details: {reject_path})")
+        for reason, count in manifest.rejects.items():
+            print(f"  {reason:<22}{count:>9}")
+    else:
+        print("  no document was rejected")

@@ -1,0 +1,76 @@
+"""inspect: dataset statistics and a packed sample shown as text, images, positions, loss and boxes."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_prep.__main__ import main
+from data_prep.inspect.inspect_packed import describe_sample
+from megatron_vl.data.packed_format import PackedDataset
+from megatron_vl.tokenizer import load_tokenizer
+from tests.data_prep.sample_corpus import build_packed_dataset
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    return build_packed_dataset(tmp_path_factory.mktemp("inspect"))
+
+
+def grounding_sample(packed_dir):
+    dataset = PackedDataset(packed_dir)
+    return next(i for i in range(len(dataset)) if any(d.kind == "grounding" for d in dataset[i].documents))
+
+
+def test_statistics(packed, capsys):
+    assert main(["inspect", str(packed[1])]) == 0
+    out = capsys.readouterr().out
+    for expected in ("grounding", "interleaved", "padding", "document length histogram", "dropped "
+                     "(image_longer_than_seq_len): 1", "split into parts"):
+        assert expected in out
+
+
+def test_sample_shows_text_images_positions_loss_and_boxes(packed, capsys):
+    tokenizer_path, directory = packed
+    number = grounding_sample(directory)
+    assert main(["inspect", str(directory), "--sample", str(number), "--tokenizer", tokenizer_path,
+                 "--tokens", "0:12"]) == 0
+    out = capsys.readouterr().out
+    assert f"sample {number}: 256 tokens" in out
+    assert "kind grounding" in out and "(file raw/grounding.jsonl, line" in out
+    assert "loss  <think>[{\"bbox_2d\": [10, 20, 40, 50], \"label\": \"cat\"}]<|endoftext|>" in out
+    assert "box [10, 20, 40, 50] 'cat' on image" in out and ": inside" in out
+    assert "<image 0:" in out and "grid 1x" in out
+    table = out[out.index("  index      id"):].splitlines()
+    assert len(table) == 13 and table[1].split()[0] == "0"
+
+
+def test_prompt_runs_are_context_and_answer_runs_are_loss(packed):
+    tokenizer_path, directory = packed
+    tokenizer = load_tokenizer(tokenizer_path)
+    sample = PackedDataset(directory)[grounding_sample(directory)]
+    text = describe_sample(sample, tokenizer, patch=14, title="s")
+    lines = [line for line in text.splitlines() if "<think>[" in line]
+    assert lines and all("  loss  " in line for line in lines)
+    assert all("  ctx   <image" in line for line in text.splitlines() if "<image" in line)
+
+
+def test_draw_marks_the_boxes(packed, tmp_path):
+    tokenizer_path, directory = packed
+    number = grounding_sample(directory)
+    assert main(["inspect", str(directory), "--sample", str(number), "--tokenizer", tokenizer_path,
+                 "--draw", str(tmp_path)]) == 0
+    sample = PackedDataset(directory)[number]
+    drawn = [np.asarray(Image.open(tmp_path / f"sample{number}-image{k}.png")) for k in range(len(sample.images))]
+    # The test corpus's box is [10, 20, 40, 50]: its left edge is red on some image.
+    assert any((pixels[25:45, 10] == (255, 0, 0)).all() for pixels in drawn)
+
+
+def test_wrong_tokenizer_is_refused(packed, tmp_path, capsys):
+    content = json.loads(open(packed[0]).read())
+    content["model"]["dropout"] = 0.5
+    other = tmp_path / "tokenizer.json"
+    other.write_text(json.dumps(content))
+    assert main(["inspect", str(packed[1]), "--sample", "0", "--tokenizer", str(other)]) == 2
+    assert "is not the one" in capsys.readouterr().err
