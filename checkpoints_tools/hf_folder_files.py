@@ -10,6 +10,7 @@ from pathlib import Path
 from checkpoints_tools.chat_template import CHAT_TEMPLATE
 from megatron_vl.config.model import VLModelConfig
 from megatron_vl.data.images import ImageSettings
+from megatron_vl.files import read_json_object
 from megatron_vl.models.hf_config import image_settings_from_hf, to_hf_config, to_hf_preprocessor_config
 from megatron_vl.tokenizer import Tokenizer
 
@@ -19,15 +20,7 @@ PREPROCESSOR_CONFIG_FILE = "preprocessor_config.json"
 
 def read_json(path: Path, what: str) -> dict:
     """A JSON object from ``path``; ``what`` says who needs it, for the error message."""
-    try:
-        value = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path} is missing; {what} needs it") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); restore it from the checkpoint's source") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path} should hold a JSON object")
-    return value
+    return read_json_object(path, if_missing=f"{what} needs it", if_corrupt="restore it from the checkpoint's source")
 
 
 def read_image_settings(directory: Path) -> ImageSettings:

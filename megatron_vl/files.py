@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +72,21 @@ def publish_directory(partial: str | Path, final: str | Path) -> None:
         fsync_directory(folder)
     os.rename(partial, final)
     fsync_directory(final.parent)
+
+
+def read_json_object(path: str | Path, *, if_missing: str, if_corrupt: str) -> dict:
+    """The JSON object in ``path``; a missing, unparsable or non-object file is a ``ValueError`` naming the path
+    and, after it, ``if_missing`` or ``if_corrupt`` (what it means and the fix)."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing; {if_missing}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); {if_corrupt}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} should hold a JSON object, not {type(value).__name__}; {if_corrupt}")
+    return value
 
 
 def sha256_file(path: str | Path) -> str:

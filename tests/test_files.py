@@ -52,3 +52,17 @@ def test_sha256_file_reads_past_one_block(tmp_path):
     path = tmp_path / "shard.tar"
     path.write_bytes(payload)
     assert files.sha256_file(path) == hashlib.sha256(payload).hexdigest()
+
+
+def test_read_json_object_names_the_path_and_the_fix(tmp_path):
+    path = tmp_path / "megatron_vl_run.json"
+    with pytest.raises(ValueError, match=f"{path} is missing; not a checkpoint"):
+        files.read_json_object(path, if_missing="not a checkpoint", if_corrupt="corrupt")
+    path.write_text("{half")
+    with pytest.raises(ValueError, match="is not valid JSON .*; the checkpoint is corrupt"):
+        files.read_json_object(path, if_missing="", if_corrupt="the checkpoint is corrupt")
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="should hold a JSON object, not list; corrupt"):
+        files.read_json_object(path, if_missing="", if_corrupt="corrupt")
+    path.write_text('{"iteration": 3}')
+    assert files.read_json_object(path, if_missing="", if_corrupt="") == {"iteration": 3}

@@ -38,7 +38,7 @@ from megatron_vl.config.model import VLModelConfig
 from megatron_vl.config.parallel import ParallelConfig
 from megatron_vl.config.serialization import config_to_dict
 from megatron_vl.data.images import ImageSettings
-from megatron_vl.files import partial_directory, write_atomically
+from megatron_vl.files import partial_directory, read_json_object, write_atomically
 
 LATEST_FILE = "latest_checkpointed_iteration.txt"
 RUN_FILE = "megatron_vl_run.json"
@@ -105,13 +105,11 @@ def resolve_checkpoint(root: str | Path, iteration: int | None = None) -> tuple[
 
 def read_run_record(checkpoint_dir: str | Path) -> dict:
     """The run record (``megatron_vl_run.json``) saved with one checkpoint."""
-    path = Path(checkpoint_dir) / RUN_FILE
-    try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path} is missing: {checkpoint_dir} is not a complete megatron-vl checkpoint") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); the checkpoint is corrupt") from None
+    record = read_json_object(
+        Path(checkpoint_dir) / RUN_FILE,
+        if_missing=f"{checkpoint_dir} is not a complete megatron-vl checkpoint",
+        if_corrupt="the checkpoint is corrupt",
+    )
     if record.get("format_version") == 1:
         record = _version_2_of(record)
     return record
