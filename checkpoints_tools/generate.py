@@ -44,7 +44,9 @@ def generate(hf_dir: Path, image, prompt: str, max_new_tokens: int, *, chat: boo
     from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
     from checkpoints_tools.hf_inputs import multimodal_inputs
+    from megatron_vl.progress import quiet_transformers_bars
 
+    quiet_transformers_bars()
     if not (hf_dir / "config.json").is_file():
         raise ValueError(f"{hf_dir} has no config.json: pass a folder written by checkpoints_tools.to_hf")
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(hf_dir), dtype=torch.float32).eval()

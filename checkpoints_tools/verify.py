@@ -72,8 +72,10 @@ def compare(run: RunCheckpoint, hf_dir, *, width: int, height: int, seed: int, p
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from megatron_vl.data.mrope import mrope_position_ids
+    from megatron_vl.progress import quiet_transformers_bars
     from megatron_vl.runtime.platform import detect_platform
 
+    quiet_transformers_bars()
     inputs, route = multimodal_inputs(
         hf_dir, draw_image(width, height, seed), prompt, fallback_image_settings=run.image_settings
     )

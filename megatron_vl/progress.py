@@ -76,6 +76,15 @@ class ProgressBar:
         self.close()
 
 
+def quiet_transformers_bars(stream: IO[str] | None = None) -> None:
+    """transformers draws bars of its own (loading weights): switch them off where ours print no bar either."""
+    stream = stream if stream is not None else sys.stderr
+    if progress_disabled_by_environment() or not stream.isatty():
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+
+
 def track(items: Iterable[Item], *, desc: str, unit: str, total: int | None = None, enabled: bool = True) -> Iterator[Item]:
     """``items``, counted by a ``ProgressBar`` closed when they run out."""
     if total is None and hasattr(items, "__len__"):

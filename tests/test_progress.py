@@ -49,3 +49,18 @@ def test_track_counts_what_it_yields(capsys, monkeypatch):
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     assert list(track(["a", "b"], desc="files", unit="files")) == ["a", "b"]
     assert capsys.readouterr().err.startswith("files: 2 files in ")
+
+
+def test_transformers_bars_follow_ours(monkeypatch):
+    from transformers.utils import logging as transformers_logging
+
+    from megatron_vl.progress import quiet_transformers_bars
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    try:
+        quiet_transformers_bars(Terminal())
+        assert transformers_logging.is_progress_bar_enabled()
+        quiet_transformers_bars(io.StringIO())
+        assert not transformers_logging.is_progress_bar_enabled()
+    finally:
+        transformers_logging.enable_progress_bar()
