@@ -3,6 +3,7 @@ run record, model config, image settings and tokenizer."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from pathlib import Path
 
@@ -23,6 +24,15 @@ class RunCheckpoint:
     config: VLModelConfig
     image_settings: ImageSettings
     tokenizer: Tokenizer
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--ckpt`` and ``--iteration``, which ``open_run_checkpoint`` takes, for every tool that reads a checkpoint."""
+    parser.add_argument(
+        "--ckpt", required=True,
+        help=f"checkpoint root (with {checkpoint_files.LATEST_FILE}) or one iter_* directory",
+    )
+    parser.add_argument("--iteration", type=int, help="iteration of the checkpoint root to read (default: the latest)")
 
 
 def open_run_checkpoint(path: str | Path, iteration: int | None = None, tokenizer: str | Path | None = None) -> RunCheckpoint:

@@ -23,7 +23,7 @@ from checkpoints_tools.dist_placement import Placement, placements
 from checkpoints_tools.dist_reader import DistCheckpointReader
 from checkpoints_tools.hf_folder_files import write_hf_folder_files
 from checkpoints_tools.hf_tensor_names import expected_shapes, saved_name
-from checkpoints_tools.run_checkpoint import open_run_checkpoint
+from checkpoints_tools.run_checkpoint import add_checkpoint_arguments, open_run_checkpoint
 from checkpoints_tools.safetensors_files import ShardedSafetensorsWriter
 from megatron_vl.command_line import human_bytes, parse_byte_size, run_command
 from megatron_vl.files import partial_directory, publish_directory
@@ -113,8 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m checkpoints_tools.to_hf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--ckpt", required=True, help="checkpoint root (with latest_checkpointed_iteration.txt) or one iter_* directory")
-    parser.add_argument("--iteration", type=int, help="iteration to export (default: the latest)")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--out", required=True, help="new Hugging Face folder to write (must not exist or be empty)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="dtype of the exported weights (default: as stored)")
     parser.add_argument("--tokenizer", help="tokenizer to export instead of the one stored in the checkpoint")

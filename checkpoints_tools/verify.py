@@ -22,7 +22,7 @@ import torch
 
 from megatron_vl.command_line import run_command
 from checkpoints_tools.hf_inputs import draw_image, multimodal_inputs
-from checkpoints_tools.run_checkpoint import RunCheckpoint, open_run_checkpoint
+from checkpoints_tools.run_checkpoint import RunCheckpoint, add_checkpoint_arguments, open_run_checkpoint
 
 
 def load_our_model(run: RunCheckpoint, platform):
@@ -122,8 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m checkpoints_tools.verify", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--ckpt", required=True, help="checkpoint root or one iter_* directory")
-    parser.add_argument("--iteration", type=int, help="iteration (default: the latest)")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--hf", required=True, help="the exported Hugging Face folder")
     parser.add_argument("--threshold", type=float, default=1e-3, help="largest allowed |logit difference| (default 1e-3)")
     parser.add_argument("--per-layer", action="store_true", help="also print the difference after every layer")

@@ -13,9 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from megatron_vl.command_line import run_command
+from megatron_vl.config.recipe import STAGES
 from megatron_vl.training.metrics_file import read_metrics
-
-STAGES = ("stage1_projector", "stage2_vit", "stage3_multimodal", "stage4_32k")
 
 
 def stage_curves(log_root: Path, stages=STAGES) -> list[dict]:
@@ -67,19 +67,18 @@ def plot(curves: list[dict], out: Path) -> None:
     pyplot.close(figure)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m megatron_vl.training.loss_plot", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--log-root", type=Path, required=True, help="MVL_LOG_ROOT of the runs (holds <stage>/metrics.jsonl)")
     parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
-    args = parser.parse_args(argv)
-    try:
-        curves = stage_curves(args.log_root)
-    except ValueError as error:
-        print(f"loss_plot: error: {error}", file=sys.stderr)
-        return 2
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    curves = stage_curves(args.log_root)
     plot(curves, args.out)
     print(f"{'stage':<20} {'steps':>6} {'first loss':>11} {'last loss':>10}")
     for curve in curves:
@@ -87,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{curve['stage']:<20} {curve['train'][-1][0]:>6} {first:>11.4f} {last:>10.4f}")
     print(f"wrote {args.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser(), run, argv)
 
 
 if __name__ == "__main__":
