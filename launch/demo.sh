@@ -1,7 +1,7 @@
 #!/bin/bash
 # The whole pipeline on this machine, on CPU, from nothing to a Hugging Face model that generates:
 #
-#   bash launch/demo.sh [OUT_DIR]          (default OUT_DIR: demo_out; about 15 minutes on 2 cores)
+#   bash launch/demo.sh [OUT_DIR]          (default OUT_DIR: demo_out; about 4-6 minutes on 2 cores)
 #
 #   1. draw a demo corpus of every data kind, train a tokenizer, ingest, pack at 1024 and 2048 tokens
 #   2. the four curriculum stages of the `tiny` model on 2 ranks (launch/local.sh; TP=2 or PP=2 per recipe)
