@@ -57,6 +57,7 @@ def test_transformers_bars_follow_ours(monkeypatch):
     from megatron_vl.progress import quiet_transformers_bars
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    transformers_logging.enable_progress_bar()  # an earlier test's tool call may have switched them off
     try:
         quiet_transformers_bars(Terminal())
         assert transformers_logging.is_progress_bar_enabled()
