@@ -119,6 +119,9 @@ class CheckpointSettings:
     """Keep this many newest complete checkpoints of the stage, deleting older ones; None keeps all."""
     async_save: bool = False
     """Write checkpoints in the background (megatron's async dist-checkpointing) while training goes on."""
+    save_initial: bool = False
+    """A new stage saves iteration 0 (its starting weights, optimizer and loader state) before its first step,
+    to audit what the stage changed or restart it exactly; never deleted by ``keep_last``."""
 
     def __post_init__(self) -> None:
         positive_int("CheckpointSettings", "save_every", self.save_every)

@@ -9,7 +9,6 @@ processes returns the micro-batches in plan order: the worker count never change
 from __future__ import annotations
 
 import dataclasses
-import signal
 import zlib
 from typing import Iterable, Iterator
 
@@ -118,14 +117,6 @@ def _as_is(result: MicroBatchResult) -> MicroBatchResult:
     return result
 
 
-def _ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader workers ignore the stop signals: torchrun and SLURM send them to the whole process group,
-    and a worker killed by one fails the training process's step, which must save a checkpoint and exit
-    cleanly instead. The training process shuts its workers down itself."""
-    for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
-        signal.signal(signum, signal.SIG_IGN)
-
-
 def read_in_order(
     reader: MicroBatchReader, plans: Iterable[MicroBatchPlan], *, num_workers: int, prefetch_factor: int
 ) -> Iterator[MicroBatchResult]:
@@ -137,5 +128,4 @@ def read_in_order(
         collate_fn=_as_is,
         num_workers=num_workers,
         prefetch_factor=prefetch_factor if num_workers else None,
-        worker_init_fn=_ignore_stop_signals,
     ))

@@ -83,7 +83,9 @@ class Checkpointer:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
         dist.barrier()
-        state = self._state_dict(trainer, loading=False, optimizer_format=self.optimizer_format, with_rng=True)
+        state = self._state_dict(
+            trainer, loading=False, optimizer_format=self.optimizer_format, with_rng=True, with_optimizer=iteration > 0
+        )
         record = self._run_record(trainer.state)
         request = dist_checkpointing.save(
             state,
@@ -115,6 +117,13 @@ class Checkpointer:
         if self.async_queue is not None:
             self.async_queue.close()
 
+    def published(self, iteration: int) -> str | None:
+        """The complete checkpoint of ``iteration`` that the ``latest`` marker names, or None (after ``wait``)."""
+        if checkpoint_files.read_latest_iteration(self.root) != iteration:
+            return None
+        directory = checkpoint_files.iteration_dir(self.root, iteration)
+        return str(directory) if iteration in checkpoint_files.complete_iterations(self.root) else None
+
     def _publish(self, iteration: int, record: dict) -> None:
         """Every rank's part is written: rank 0 completes the checkpoint and moves the marker to it."""
         partial = checkpoint_files.partial_dir(self.root, iteration)
@@ -133,9 +142,10 @@ class Checkpointer:
         dist.barrier()
 
     def _delete_old(self, newest: int) -> None:
+        """Keep the newest ``keep_last`` checkpoints, and iteration 0 (a stage's starting point, ``save_initial``)."""
         if self.settings.keep_last is None:
             return
-        complete = [it for it in checkpoint_files.complete_iterations(self.root) if it <= newest]
+        complete = [it for it in checkpoint_files.complete_iterations(self.root) if 0 < it <= newest]
         for iteration in complete[: -self.settings.keep_last]:
             shutil.rmtree(checkpoint_files.iteration_dir(self.root, iteration))
             logger.info("deleted checkpoint of iteration %d (keeping the last %d)", iteration, self.settings.keep_last)
@@ -157,14 +167,19 @@ class Checkpointer:
             run=config_to_dict(run),
         )
 
-    def _state_dict(self, trainer: Trainer, *, loading: bool, optimizer_format: str, with_rng: bool) -> dict:
+    def _state_dict(
+        self, trainer: Trainer, *, loading: bool, optimizer_format: str, with_rng: bool, with_optimizer: bool
+    ) -> dict:
+        """What a checkpoint holds. Iteration 0 (``save_initial``) has no optimizer state: the optimizer has not
+        stepped, its moments do not exist yet, and a run resumed there starts it fresh, as the stage did."""
         trainable = trainer.trainable
         model = trainable.model.sharded_state_dict()
-        state = {
-            "model": model,
-            "optimizer": trainable.optimizer.sharded_state_dict(
+        state = {"model": model}
+        if with_optimizer:
+            state["optimizer"] = trainable.optimizer.sharded_state_dict(
                 model, is_loading=loading, metadata={OPTIMIZER_FORMAT_KEY: optimizer_format}
-            ),
+            )
+        state |= {
             "scheduler": trainable.scheduler.state_dict(),
             "train_state": dataclasses.asdict(trainer.state),
             "loader": None if loading else trainer.loader.state_dict(),
@@ -205,11 +220,17 @@ class Checkpointer:
                 "save with optimizer.checkpoint_format=fully_reshardable"
             )
         self._check_model(record, directory)
-        state = self._state_dict(trainer, loading=True, optimizer_format=optimizer_format, with_rng=same_layout)
+        state = self._state_dict(
+            trainer, loading=True, optimizer_format=optimizer_format, with_rng=same_layout, with_optimizer=iteration > 0
+        )
         loaded = dist_checkpointing.load(state, str(directory))
         trainable = trainer.trainable
         trainable.model.load_state_dict(loaded["model"])
-        trainable.optimizer.load_state_dict(loaded["optimizer"])
+        if iteration > 0:
+            trainable.optimizer.load_state_dict(loaded["optimizer"])
+        else:
+            # A fresh optimizer's fp32 main parameters were copied from the random weights: copy them again.
+            trainable.optimizer.reload_model_params()
         trainable.scheduler.load_state_dict(loaded["scheduler"])
         trainer.state = TrainState(**loaded["train_state"])
         trainer.loader.load_state_dict(loaded["loader"])

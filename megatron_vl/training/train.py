@@ -1,7 +1,9 @@
 """Train one curriculum stage: ``python -m megatron_vl.training.train --recipe stage1_projector --model tiny``.
 
 Run it under torchrun (or srun: see ``launch/``); every rank runs the same command. A stage resumes by
-itself from its own latest checkpoint; otherwise it starts from the recipe's ``init_from``.
+itself from its own latest checkpoint; otherwise it starts from the recipe's ``init_from``. SIGTERM / SIGUSR1
+make every rank finish its step, save and exit 0; with ``MVL_RUN_OUTCOME`` set, rank 0 then writes how the
+run ended for the launcher (``training/run_outcome.py``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ import textwrap
 from megatron_vl.command_line import run_command
 from megatron_vl.config.model import PRESETS
 from megatron_vl.config.recipe import STAGES
+from megatron_vl.runtime.launcher_watch import watch_launcher
+from megatron_vl.runtime.stop_signals import watch_stop_signals
 from megatron_vl.third_party_warnings import silence_known_third_party_warnings
 from megatron_vl.training.logging_setup import configure_training_logging
 from megatron_vl.training.run_config import PATH_ENVIRONMENT
+from megatron_vl.training.run_outcome import OUTCOME_ENVIRONMENT, RunOutcome, write_run_outcome
 
 # megatron's checkpoint writer starts a spawn-context multiprocessing Manager, which imports this
 # module again: torch, megatron-core and the model are imported in the functions, not here.
@@ -50,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                                             "recipe's; 'none' for random weights")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a recipe field (JSON value), e.g. --set checkpoint.save_every=100; repeatable")
+    parser.add_argument("--save-initial", action="store_true",
+                        help="a new stage saves iteration 0 (its starting weights and state) before its first step; "
+                             "the same as --set checkpoint.save_initial=true")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved run config as JSON and exit")
     return parser
 
@@ -62,6 +70,8 @@ def build_run(args: argparse.Namespace, platform):
     from megatron_vl.training.run_config import RunPaths, resolve_run
 
     recipe = apply_overrides(load_recipe(args.recipe, args.model), args.set)
+    if args.save_initial:
+        recipe = apply_overrides(recipe, ["checkpoint.save_initial=true"])
     if args.init_from is not None:
         init_from = None if args.init_from.lower() == "none" else args.init_from
         recipe = apply_overrides(recipe, [f"init_from={json.dumps(init_from)}"])
@@ -72,7 +82,7 @@ def build_run(args: argparse.Namespace, platform):
     return resolve_run(recipe, paths, tokenizer, platform), tokenizer
 
 
-def train(run, tokenizer) -> str:
+def train(run, tokenizer) -> RunOutcome:
     """Train (or resume) the ``RunConfig``'s stage on the initialised process group; returns how the run ended."""
     import torch.distributed as dist
 
@@ -84,35 +94,46 @@ def train(run, tokenizer) -> str:
     pgs = initialize_model_parallel(recipe.parallel)
     set_seed(recipe.seed, pgs)
     trainer, checkpointer = build_trainer(run, tokenizer, pgs)
-    if not checkpointer.resume(trainer):
+    resumed = checkpointer.resume(trainer)
+    if not resumed:
         if run.init_from is not None:
             checkpointer.load_weights(trainer, run.init_from)
         else:
             logger.info("new stage from random weights (seed %d)", recipe.seed)
     try:
-        if trainer.done:
-            return f"already complete at iteration {trainer.state.iteration}"
-        if dist.get_rank() == 0:
-            os.makedirs(run.log_dir, exist_ok=True)
-            with open(os.path.join(run.log_dir, "config.json"), "w") as file:
-                json.dump(config_to_dict(run), file, indent=2)
-        logger.info(
-            "stage %s: %s on %d ranks (TP %d, PP %d, DP %d), iterations %d -> %d, %d micro-batches of %d x %d tokens per "
-            "rank per step", recipe.name, recipe.model, dist.get_world_size(), pgs.tp.size(), pgs.pp.size(),
-            pgs.dp.size(), trainer.state.iteration, run.train_iterations, trainer.micro_batches_per_step,
-            recipe.micro_batch_size, recipe.seq_len,
-        )
-        trainer.run()
+        if not trainer.done:
+            if dist.get_rank() == 0:
+                os.makedirs(run.log_dir, exist_ok=True)
+                with open(os.path.join(run.log_dir, "config.json"), "w") as file:
+                    json.dump(config_to_dict(run), file, indent=2)
+            if not resumed and recipe.checkpoint.save_initial:
+                checkpointer.save(trainer)
+            logger.info(
+                "stage %s: %s on %d ranks (TP %d, PP %d, DP %d), iterations %d -> %d, %d micro-batches of %d x %d "
+                "tokens per rank per step", recipe.name, recipe.model, dist.get_world_size(), pgs.tp.size(),
+                pgs.pp.size(), pgs.dp.size(), trainer.state.iteration, run.train_iterations,
+                trainer.micro_batches_per_step, recipe.micro_batch_size, recipe.seq_len,
+            )
+            trainer.run()
     finally:
         checkpointer.close()
-    state = trainer.state
-    ending = f"stopped ({trainer.stop_reason})" if trainer.stop_reason else "complete"
-    return (f"{ending} at iteration {state.iteration}/{run.train_iterations}, {state.consumed_tokens} tokens consumed; "
-            f"checkpoints in {run.checkpoint_dir}, metrics in {run.log_dir}")
+    iteration = trainer.state.iteration
+    return RunOutcome(
+        stage=recipe.name,
+        ending="stopped" if trainer.stop_reason else "complete",
+        reason=trainer.stop_reason,
+        iteration=iteration,
+        train_iterations=run.train_iterations,
+        checkpoint=checkpointer.published(iteration),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Parse, build, run, close: the stage of ``args`` on the platform detected here."""
+    if not args.dry_run:
+        # First, before torch starts threads or processes: they inherit the blocked signals.
+        watch_stop_signals()
+        watch_launcher()
     silence_known_third_party_warnings()
     configure_training_logging()
     from megatron_vl.runtime.platform import detect_platform
@@ -132,11 +153,13 @@ def run(args: argparse.Namespace) -> int:
     logger.info("platform: %s", platform.describe())
     init_distributed(platform)
     try:
-        summary = train(run_config, tokenizer)
+        outcome = train(run_config, tokenizer)
+        if dist.get_rank() == 0 and os.environ.get(OUTCOME_ENVIRONMENT):
+            write_run_outcome(os.environ[OUTCOME_ENVIRONMENT], outcome)
     finally:
         destroy_model_parallel()
         dist.destroy_process_group()
-    logger.info("stage %s %s", run_config.recipe.name, summary)
+    logger.info("%s; metrics in %s", outcome.describe(), run_config.log_dir)
     return 0
 
 
