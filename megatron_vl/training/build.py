@@ -13,6 +13,7 @@ from megatron_vl.data.train_loader import TrainLoader
 from megatron_vl.tokenizer import Tokenizer
 from megatron_vl.training.checkpointing import Checkpointer, CheckpointHook
 from megatron_vl.training.evaluation import EvalHook
+from megatron_vl.training.fault_injection import FaultInjection, FaultInjectionHook
 from megatron_vl.training.metrics_log import MetricsLog
 from megatron_vl.training.model_step import VLModelStep
 from megatron_vl.training.parallelize import parallelize
@@ -45,6 +46,9 @@ def build_trainer(run: RunConfig, tokenizer: Tokenizer, pg_collection: ProcessGr
         eval_loader = EvalLoader(run.data, tokenizer_fingerprint=tokenizer.fingerprint, data_parallel_rank=dp_rank,
                                  data_parallel_size=dp_size)
         hooks.append(EvalHook(eval_loader, recipe.eval.every))
+    fault = FaultInjection.from_environment()
+    if fault is not None:
+        hooks.append(FaultInjectionHook(fault))
     if recipe.logging.profile_steps is not None:
         first, last = recipe.logging.profile_steps
         hooks.append(ProfileHook(first, last, run.log_dir, dist.get_rank(), on_gpu=platform.on_gpu))
