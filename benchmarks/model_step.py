@@ -57,7 +57,7 @@ def _time_alternating(steps: dict, iterations: int) -> dict[str, tuple[list[floa
     """Run each step once to warm up, then ``iterations`` rounds of one step each, so that load changes on a
     shared machine hit both models alike. Returns each step's times and last loss."""
     results = {name: ([], step()) for name, step in steps.items()}
-    for _ in track(range(iterations), desc="timed rounds", unit="rounds"):
+    for _ in track(range(iterations), desc="timed rounds", unit="round"):
         for name, step in steps.items():
             start = time.perf_counter()
             loss = step()

@@ -182,7 +182,7 @@ def import_checkpoint(request: ImportRequest, *, progress: bool = True) -> dict:
     items = placements(config)
     groups = [tuple(items[name] for name in rule.megatron) for rule in rules]
     dtype = getattr(torch, config.dtype)
-    bar = ProgressBar(total=len(rules), desc="tensor groups", unit="groups", enabled=progress)
+    bar = ProgressBar(total=len(rules), desc="tensor groups", unit="group", enabled=progress)
     read_bytes = 0
 
     def convert(index: int) -> dict[str, torch.Tensor]:

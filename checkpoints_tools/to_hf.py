@@ -89,7 +89,7 @@ def export(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     writer = ShardedSafetensorsWriter(partial, plan, parse_byte_size(max_shard_size))
-    for rule in track(rules, desc="tensor groups", unit="groups", enabled=progress):
+    for rule in track(rules, desc="tensor groups", unit="group", enabled=progress):
         tensors = read_group(reader, [items[name] for name in rule.megatron])
         for name, tensor in zip(rule.hf, rule.to_hf(*tensors)):
             writer.write(saved_name(name), tensor.to(out_dtype))

@@ -23,7 +23,8 @@ def progress_disabled_by_environment() -> bool:
 
 
 class ProgressBar:
-    """Counts work done; draws a tqdm bar on a terminal, else prints one line when closed."""
+    """Counts work done; draws a tqdm bar on a terminal, else prints one line when closed. ``unit`` is singular
+    (``shard``): the bar shows ``shard/s``, the line ``12 shards``."""
 
     def __init__(
         self,
@@ -67,7 +68,8 @@ class ProgressBar:
             resumed = f" ({self._initial} done before)" if self._initial else ""
             extra = "".join(f", {key} {value}" for key, value in self._postfix.items())
             seconds = time.perf_counter() - self._start
-            print(f"{self.desc}: {done} {self.unit}{resumed} in {seconds:.1f} s{extra}", file=self._stream, flush=True)
+            units = self.unit if done == 1 else f"{self.unit}s"
+            print(f"{self.desc}: {done} {units}{resumed} in {seconds:.1f} s{extra}", file=self._stream, flush=True)
 
     def __enter__(self) -> "ProgressBar":
         return self

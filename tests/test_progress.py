@@ -13,7 +13,7 @@ class Terminal(io.StringIO):
 def test_a_log_file_gets_one_line_per_stage_and_no_carriage_returns(monkeypatch):
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     log = io.StringIO()
-    with ProgressBar(desc="pack", unit="shards", total=12, initial=2, stream=log) as bar:
+    with ProgressBar(desc="pack", unit="shard", total=12, initial=2, stream=log) as bar:
         for _ in range(10):
             bar.update()
         bar.set_postfix(rejected=3)
@@ -47,7 +47,7 @@ def test_disabled_bars_print_nothing(monkeypatch):
 
 def test_track_counts_what_it_yields(capsys, monkeypatch):
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
-    assert list(track(["a", "b"], desc="files", unit="files")) == ["a", "b"]
+    assert list(track(["a", "b"], desc="files", unit="file")) == ["a", "b"]
     assert capsys.readouterr().err.startswith("files: 2 files in ")
 
 

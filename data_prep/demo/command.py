@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         tasks = ((args.out, name, index, args.seed, sides, args.jpeg_fraction) for index in range(count))
         with open(os.path.join(args.out, f"{name}.jsonl"), "wb") as file:
             for line, images, size in track(ordered_map(_draw_document, tasks, workers=args.workers),
-                                            total=count, unit="doc", desc=name):
+                                            total=count, unit="document", desc=name):
                 file.write(line)
                 counts[name] += 1
                 pictures += images

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     per_input: collections.Counter[str] = collections.Counter()
     num_images = 0
     items = (item for path in inputs for item in iter_items(path, args.image_root))
-    with open(reject_path, "w", encoding="utf-8") as reject_file, ProgressBar(total=total, unit="doc", desc="ingest") as bar:
+    with open(reject_path, "w", encoding="utf-8") as reject_file, ProgressBar(total=total, unit="document", desc="ingest") as bar:
         rejects = RejectLog(reject_file)
         outcomes = ordered_map(
             process_item, items, workers=args.workers, initializer=init_worker, initargs=(settings,)
