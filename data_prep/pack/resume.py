@@ -11,7 +11,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from megatron_vl.data.json_records import record_fields
+from megatron_vl.config.serialization import config_from_dict
 from megatron_vl.data.packed_manifest import MANIFEST_NAME, PackedManifest, PackSettings
 from megatron_vl.files import write_atomically
 
@@ -46,12 +46,7 @@ class PackIdentity:
 
     @classmethod
     def from_json(cls, text: str) -> "PackIdentity":
-        fields = record_fields(cls, json.loads(text), what="the pack's settings")
-        return cls(**{
-            **fields,
-            "pack_settings": PackSettings(**fields["pack_settings"]),
-            "sources": [PackInput(**source) for source in fields["sources"]],
-        })
+        return config_from_dict(cls, json.loads(text), where="the pack's settings")
 
     @classmethod
     def of_manifest(cls, manifest: PackedManifest) -> "PackIdentity":

@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from megatron_vl.data.json_records import record_fields
+from megatron_vl.config.serialization import config_from_dict
 from megatron_vl.files import atomic_file, write_atomically
 
 
@@ -43,13 +43,7 @@ class TokenizedDocument:
 
     @classmethod
     def from_dict(cls, values) -> "TokenizedDocument":
-        fields = record_fields(cls, values, what="a tokenized document")
-        return cls(**{
-            **fields,
-            "part": tuple(fields["part"]),
-            "image_grids": [tuple(grid) for grid in fields["image_grids"]],
-            "image_spans": [tuple(span) for span in fields["image_spans"]],
-        })
+        return config_from_dict(cls, values, where="a tokenized document")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -76,8 +70,7 @@ class TokenizedShard:
 
     @classmethod
     def from_json(cls, text: str) -> "TokenizedShard":
-        fields = record_fields(cls, json.loads(text), what="a tokenized shard")
-        return cls(**{**fields, "documents": [TokenizedDocument.from_dict(d) for d in fields["documents"]]})
+        return config_from_dict(cls, json.loads(text), where="a tokenized shard")
 
 
 def tokenized_shard_done(prefix: str) -> bool:

@@ -20,7 +20,7 @@ from data_prep.pack.packed_shard_writer import write_shard
 from data_prep.pack.statistics import document_kind_stats
 from data_prep.pack.tokenized_shard import TokenizedDocument, open_token_arrays
 from data_prep.sample_shards.reader import read_span
-from megatron_vl.data.json_records import record_fields
+from megatron_vl.config.serialization import config_from_dict
 from megatron_vl.data.packed_format import DocumentSource, png_size, sample_key, shard_name
 from megatron_vl.data.packed_manifest import KindStats, ShardEntry
 from megatron_vl.files import write_atomically
@@ -94,12 +94,7 @@ class ShardRecord:
 
     @classmethod
     def from_json(cls, text: str) -> "ShardRecord":
-        fields = record_fields(cls, json.loads(text), what="a shard record")
-        return cls(**{
-            **fields,
-            "entry": ShardEntry(**fields["entry"]),
-            "tokens_per_kind": {kind: KindStats(**stats) for kind, stats in fields["tokens_per_kind"].items()},
-        })
+        return config_from_dict(cls, json.loads(text), where="a shard record")
 
 
 _worker: dict = {}

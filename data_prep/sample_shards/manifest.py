@@ -7,9 +7,9 @@ import json
 import os
 import re
 
+from megatron_vl.config.serialization import config_from_dict
 from megatron_vl.config.validation import non_negative_int, positive_int
 from megatron_vl.data.images import ImageSettings
-from megatron_vl.data.json_records import record_fields
 
 MANIFEST_NAME = "ingest_manifest.json"
 FORMAT_VERSION = 1
@@ -102,16 +102,7 @@ class IngestManifest:
 
     @classmethod
     def from_json(cls, text: str) -> "IngestManifest":
-        fields = record_fields(cls, json.loads(text), what="the manifest")
-        return cls(**{
-            **fields,
-            "image_settings": ImageSettings.from_dict(fields["image_settings"]),
-            "shards": [SampleShardEntry(**record_fields(SampleShardEntry, shard, what="a shard entry"))
-                       for shard in fields["shards"]],
-            "inputs": [InputDocuments(**record_fields(InputDocuments, entry, what="an input entry"))
-                       for entry in fields["inputs"]],
-            "dedup": DedupSettings(**record_fields(DedupSettings, fields["dedup"], what="'dedup'")),
-        })
+        return config_from_dict(cls, json.loads(text), where="the manifest")
 
 
 def load_manifest(directory: str) -> IngestManifest:

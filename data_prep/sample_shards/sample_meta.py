@@ -6,8 +6,8 @@ import dataclasses
 import json
 import re
 
+from megatron_vl.config.serialization import config_from_dict
 from megatron_vl.config.validation import one_of, positive_int
-from megatron_vl.data.json_records import record_fields
 
 KINDS = ("caption", "interleaved", "ocr", "grounding", "cot", "text")
 IMAGE_MEMBER = re.compile(r"img(\d+)\.png")
@@ -71,12 +71,7 @@ class SampleMeta:
     def from_json(cls, data: bytes, *, where: str) -> "SampleMeta":
         """Parse a ``{key}.json``; a ValueError names the sample (``where``) and the fix."""
         try:
-            fields = record_fields(cls, json.loads(data), what="its JSON")
-            images = fields.pop("images")
-            if not isinstance(images, list):
-                raise ValueError(f"SampleMeta.images must be a list, got {images!r}")
-            images = [SampleImage(**record_fields(SampleImage, image, what="an image entry")) for image in images]
-            return cls(images=images, **fields)
+            return config_from_dict(cls, json.loads(data), where="its JSON")
         except ValueError as error:  # json.JSONDecodeError included
             raise ValueError(f"{where}: {error}; re-run ingest on its source") from None
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from megatron_vl.data.json_records import record_fields
+from megatron_vl.config.serialization import config_from_dict
 from megatron_vl.data.packed_manifest import PackedManifest
 
 ARRAY_MEMBERS = {  # member suffix -> (dtype, number of dimensions)
@@ -98,9 +98,7 @@ class PackedDocument:
 
     @classmethod
     def from_dict(cls, values) -> "PackedDocument":
-        fields = record_fields(cls, values, what="a document record")
-        source = DocumentSource(**record_fields(DocumentSource, fields["source"], what="a document's source"))
-        return cls(**{**fields, "source": source, "part": tuple(fields["part"])})
+        return config_from_dict(cls, values, where="a document record")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

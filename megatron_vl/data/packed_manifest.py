@@ -7,9 +7,9 @@ import json
 import re
 from pathlib import Path
 
+from megatron_vl.config.serialization import config_from_dict
 from megatron_vl.config.validation import fraction, non_negative_int, one_of, positive_int
 from megatron_vl.data.images import ImageSettings
-from megatron_vl.data.json_records import record_fields
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -172,21 +172,7 @@ class PackedManifest:
 
     @classmethod
     def from_json(cls, text: str) -> "PackedManifest":
-        fields = record_fields(cls, json.loads(text), what="the manifest")
-        nested = {
-            "pack_settings": PackSettings(**record_fields(PackSettings, fields["pack_settings"], what="pack_settings")),
-            "sources": [PackSource(**record_fields(PackSource, source, what="a source")) for source in fields["sources"]],
-            "shards": [ShardEntry(**record_fields(ShardEntry, entry, what="a shard entry")) for entry in fields["shards"]],
-            "tokens_per_kind": {
-                kind: KindStats(**record_fields(KindStats, stats, what=f"tokens_per_kind[{kind!r}]"))
-                for kind, stats in fields["tokens_per_kind"].items()
-            },
-            "document_length_histogram": LengthHistogram(**record_fields(
-                LengthHistogram, fields["document_length_histogram"], what="document_length_histogram"
-            )),
-            "image_settings": ImageSettings.from_dict(fields["image_settings"]),
-        }
-        return cls(**{**fields, **nested})
+        return config_from_dict(cls, json.loads(text), where="the manifest")
 
     @classmethod
     def load(cls, directory: Path) -> "PackedManifest":

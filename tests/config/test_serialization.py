@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -17,5 +18,24 @@ def test_model_config_round_trips_through_json(preset):
 def test_unknown_field_is_named():
     data = config_to_dict(tiny(image_token_id=7))
     data["language"]["num_layer"] = 3
-    with pytest.raises(ValueError, match=r"VLModelConfig\.language: unknown field\(s\) \['num_layer'\]"):
+    with pytest.raises(ValueError, match=r"VLModelConfig\.language has missing or unknown fields \(missing \[\], unknown \['num_layer'\]\)"):
         config_from_dict(VLModelConfig, data)
+
+
+def test_nested_records_lists_tuples_and_dicts_come_back_typed():
+    from megatron_vl.data.packed_manifest import KindStats
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Record:
+        stats: dict[str, KindStats]
+        spans: list[tuple[int, int]]
+        history: list[KindStats]
+        note: str | None = None
+
+    original = Record(stats={"ocr": KindStats(tokens=3)}, spans=[(0, 5), (5, 2)], history=[KindStats(images=1)])
+    restored = config_from_dict(Record, json.loads(json.dumps(config_to_dict(original))))
+    assert restored == original and isinstance(restored.spans[0], tuple)
+    with pytest.raises(ValueError, match=r"Record has missing or unknown fields \(missing \['history'\], unknown \[\]\)"):
+        config_from_dict(Record, {"stats": {}, "spans": []})
+    with pytest.raises(ValueError, match=r"Record.stats\['ocr'\] has missing or unknown fields .*unknown \['token'\]"):
+        config_from_dict(Record, {"stats": {"ocr": {"token": 1}}, "spans": [], "history": []})

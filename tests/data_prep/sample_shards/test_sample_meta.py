@@ -29,7 +29,8 @@ def changed(**fields):
     (b"{not json", "Expecting property name"),
     (changed(kind="video"), "kind='video'"),
     (changed(segments=[]), "segments must be a non-empty list"),
-    (changed(images=[{"height": 56}]), r"an image entry has missing or unknown fields \(missing \['orig_height'"),
+    (changed(images=[{"height": 56}]), r"its JSON.images\[0\] has missing or unknown fields \(missing \['orig_height'"),
+    (changed(images={"height": 56}), r"its JSON.images must be a list"),
     (changed(images=[{"height": 0, "width": 1, "orig_height": 1, "orig_width": 1, "sha256": ""}]), "height"),
     (changed(colour="red"), r"unknown \['colour'\]"),
 ])
