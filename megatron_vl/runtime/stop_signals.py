@@ -26,7 +26,6 @@ import multiprocessing.util  # noqa: F401 - registers its exit handler before ou
 import signal
 from multiprocessing import resource_tracker
 import threading
-import time
 
 import psutil
 
@@ -35,13 +34,13 @@ logger = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 _lock = threading.RLock()  # reentrant: the handler may run in the main thread while it holds the lock
-_received: list[tuple[int, float]] = []
+_received: list[int] = []
 _watching = False
 
 
 def _record(signum: int) -> None:
     with _lock:
-        _received.append((signum, time.time()))
+        _received.append(signum)
     logger.warning("%s received: the run stops after the current step and saves a checkpoint", signal.Signals(signum).name)
 
 
@@ -89,10 +88,4 @@ def watch_stop_signals() -> None:
 def stop_signal_received() -> int:
     """The first stop signal this process received (its number), or 0."""
     with _lock:
-        return _received[0][0] if _received else 0
-
-
-def stop_signals_received() -> list[tuple[int, float]]:
-    """Every stop signal received so far, with the time (seconds since the epoch) it arrived."""
-    with _lock:
-        return list(_received)
+        return _received[0] if _received else 0

@@ -1,13 +1,13 @@
 """The training log: every rank's lines in one format (rank 0 at INFO, the others at WARNING) on stdout,
 without megatron-core's listing of every parameter name.
 
-Kept free of torch and megatron-core imports: the entry point configures logging before importing them.
+Imports nothing heavy at module level: megatron-core's checkpoint writer re-imports the entry point, which
+imports this module.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 BUCKET_LOGGER = "megatron.core.distributed.param_and_grad_buffer"
@@ -25,13 +25,10 @@ class _ParameterNamesFilter(logging.Filter):
         return True
 
 
-def launch_rank() -> int:
-    """This process's global rank as its launcher (torchrun or SLURM) sets it; 0 outside a launched job."""
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
-
-
 def configure_training_logging() -> None:
-    rank = launch_rank()
+    from megatron_vl.runtime.distributed import read_launch_env
+
+    rank = read_launch_env().rank
     logging.basicConfig(
         level=logging.INFO if rank == 0 else logging.WARNING,
         format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
