@@ -12,6 +12,8 @@ import torch
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.transformer_config import TransformerConfig
 
+from megatron_vl.models.transformer_configs import parameter_device
+
 
 class RMSNorm(MegatronModule):
     """``weight * x / sqrt(mean(x²) + eps)``, normalised in float32 like HF's ``Qwen2_5_VLRMSNorm``."""
@@ -19,7 +21,7 @@ class RMSNorm(MegatronModule):
     def __init__(self, config: TransformerConfig, hidden_size: int, eps: float = 1e-6) -> None:
         super().__init__(config=config)
         self.eps = eps
-        self.weight = torch.nn.Parameter(torch.ones(hidden_size, dtype=config.params_dtype))
+        self.weight = torch.nn.Parameter(torch.ones(hidden_size, dtype=config.params_dtype, device=parameter_device(config)))
         setattr(self.weight, "sequence_parallel", config.sequence_parallel)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:

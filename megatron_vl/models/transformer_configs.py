@@ -15,6 +15,12 @@ from megatron_vl.config.parallel import ParallelConfig
 from megatron_vl.runtime.platform import Platform
 
 
+def parameter_device(config: TransformerConfig) -> torch.device | str:
+    """Where megatron-core creates a module's parameters for ``config``: the current GPU, or the CPU with
+    ``use_cpu_initialization``. Our own modules create theirs there too, since nothing moves the model later."""
+    return "cpu" if config.use_cpu_initialization else torch.device("cuda", torch.cuda.current_device())
+
+
 def _common(config: VLModelConfig, parallel: ParallelConfig, platform: Platform) -> dict:
     dtype = getattr(torch, config.dtype)
     return dict(

@@ -24,6 +24,7 @@ from megatron.core.transformer.transformer_layer import TransformerLayer
 
 from megatron_vl.config.model import VisionConfig
 from megatron_vl.models.packed_attention import packed_seq_params
+from megatron_vl.models.transformer_configs import parameter_device
 from megatron_vl.models.vision_windows import vision_windows
 
 
@@ -79,7 +80,11 @@ class VisionEncoder(MegatronModule):
         self.vision = vision
         self.tp_group = pg_collection.tp
         self.patch_embed = torch.nn.Linear(
-            vision.patch_dim, vision.hidden_size, bias=False, dtype=transformer_config.params_dtype
+            vision.patch_dim,
+            vision.hidden_size,
+            bias=False,
+            dtype=transformer_config.params_dtype,
+            device=parameter_device(transformer_config),
         )
         with torch.no_grad():
             transformer_config.init_method(self.patch_embed.weight)

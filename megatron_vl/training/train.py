@@ -19,6 +19,7 @@ from megatron_vl.command_line import run_command
 from megatron_vl.config.model import PRESETS
 from megatron_vl.config.recipe import STAGES
 from megatron_vl.runtime.launcher_watch import watch_launcher
+from megatron_vl.runtime.platform import LAYER_BACKEND_ENVIRONMENT, LAYER_BACKEND_SETTINGS
 from megatron_vl.runtime.stop_signals import watch_stop_signals
 from megatron_vl.third_party_warnings import silence_known_third_party_warnings
 from megatron_vl.training.logging_setup import configure_training_logging
@@ -58,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-initial", action="store_true",
                         help="a new stage saves iteration 0 (its starting weights and state) before its first step; "
                              "the same as --set checkpoint.save_initial=true")
+    parser.add_argument("--layer-backend", choices=LAYER_BACKEND_SETTINGS,
+                        default=os.environ.get(LAYER_BACKEND_ENVIRONMENT, "auto"),
+                        help=f"transformer_engine, megatron-core's local layers, or auto: Transformer Engine on a GPU "
+                             f"(an error if it does not import), local on the CPU (default: ${LAYER_BACKEND_ENVIRONMENT}, "
+                             "else auto)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved run config as JSON and exit")
     return parser
 
@@ -138,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     configure_training_logging()
     from megatron_vl.runtime.platform import detect_platform
 
-    platform = detect_platform()
+    platform = detect_platform(args.layer_backend)
     run_config, tokenizer = build_run(args, platform)
     if args.dry_run:
         from megatron_vl.config.serialization import config_to_dict
@@ -150,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     from megatron_vl.runtime.distributed import init_distributed
     from megatron_vl.runtime.model_parallel import destroy_model_parallel
 
-    logger.info("platform: %s", platform.describe())
+    logger.info("platform: %s (layer backend setting: %s)", platform.describe(), args.layer_backend)
     init_distributed(platform)
     try:
         outcome = train(run_config, tokenizer)
