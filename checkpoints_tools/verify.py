@@ -4,7 +4,7 @@
 
 Draws a picture, builds one chat turn about it with the folder's processor (chat template, image processor;
 ours, with a note, where the folder has none),
-runs megatron-vl's ``VLModel`` loaded by megatron-core's own ``dist_checkpointing.load`` (TP=1, PP=1, float32)
+runs megatron-vl's ``VLModel`` loaded by megatron-core's ``dist_checkpointing.load`` (TP=1, PP=1, float32; either layer backend's checkpoints)
 and transformers' ``Qwen2_5_VLForConditionalGeneration.from_pretrained`` (float32; it computes its own M-RoPE
 positions, ours come from ``megatron_vl.data.mrope``), and prints the largest absolute logit difference;
 ``--per-layer`` adds the projector output, every LLM layer's output and the final norm. Exits 0 when the logit
@@ -27,12 +27,11 @@ from checkpoints_tools.run_checkpoint import RunCheckpoint, add_checkpoint_argum
 
 def load_our_model(run: RunCheckpoint, platform):
     """``VLModel`` at TP=1 PP=1 in float32, loaded from the dist checkpoint by megatron-core itself."""
-    from megatron.core import dist_checkpointing
-
     from megatron_vl.config.parallel import ParallelConfig
     from megatron_vl.models import VLModel
     from megatron_vl.runtime.distributed import init_single_process
     from megatron_vl.runtime.model_parallel import initialize_model_parallel, set_seed
+    from megatron_vl.training.checkpoint_loading import load_checkpoint, load_model_state
 
     init_single_process(platform)
     parallel = ParallelConfig()
@@ -40,8 +39,8 @@ def load_our_model(run: RunCheckpoint, platform):
     set_seed(0, pgs)
     config = dataclasses.replace(run.config, dtype="float32")
     model = VLModel(config, parallel=parallel, pg_collection=pgs, platform=platform)
-    loaded = dist_checkpointing.load({"model": model.sharded_state_dict()}, str(run.directory))
-    model.load_state_dict(loaded["model"])
+    loaded = load_checkpoint({"model": model.sharded_state_dict()}, run.directory)
+    load_model_state(model, loaded["model"])
     return model.eval()
 
 

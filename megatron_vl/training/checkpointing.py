@@ -9,7 +9,8 @@ are written in the background and the same finalisation runs when every rank's w
 
 Loading: a run whose own checkpoint folder has a ``latest`` marker resumes everything, also at another
 TP / PP / DP layout (RNG states are restored only at the same layout); a new stage takes only the
-model weights of ``init_from`` and starts with a fresh optimizer at iteration 0.
+model weights of ``init_from`` and starts with a fresh optimizer at iteration 0. Either loads checkpoints of
+either layer backend (``checkpoint_loading``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from megatron_vl.config.training import CheckpointSettings
 from megatron_vl.files import PARTIAL_DIRECTORY_SUFFIX, publish_directory
 from megatron_vl.tokenizer import Tokenizer
 from megatron_vl.training import checkpoint_files
+from megatron_vl.training.checkpoint_loading import load_checkpoint, load_model_state
 from megatron_vl.training.rng_state import capture_rng_state, restore_rng_state
 from megatron_vl.training.run_config import RunConfig
 from megatron_vl.training.trainer import Hook, StepResult, Trainer, TrainState
@@ -223,9 +225,9 @@ class Checkpointer:
         state = self._state_dict(
             trainer, loading=True, optimizer_format=optimizer_format, with_rng=same_layout, with_optimizer=iteration > 0
         )
-        loaded = dist_checkpointing.load(state, str(directory))
+        loaded = load_checkpoint(state, directory)
         trainable = trainer.trainable
-        trainable.model.load_state_dict(loaded["model"])
+        load_model_state(trainable.model, loaded["model"])
         if iteration > 0:
             trainable.optimizer.load_state_dict(loaded["optimizer"])
         else:
@@ -251,8 +253,8 @@ class Checkpointer:
         record = checkpoint_files.read_run_record(directory)
         self._check_model(record, directory)
         trainable = trainer.trainable
-        loaded = dist_checkpointing.load({"model": trainable.model.sharded_state_dict()}, str(directory))
-        trainable.model.load_state_dict(loaded["model"])
+        loaded = load_checkpoint({"model": trainable.model.sharded_state_dict()}, directory)
+        load_model_state(trainable.model, loaded["model"])
         # The optimizer's fp32 main parameters were copied from the random weights: copy them again.
         trainable.optimizer.reload_model_params()
         logger.info("new stage: weights from %s (iteration %d); fresh optimizer, iteration 0", directory, iteration)
