@@ -6,7 +6,9 @@
   ``(PP - 1) / (m + PP - 1)`` of each step (the pipeline bubble).
 - parameters per GPU of each pipeline stage (``parameter_count``); bytes per parameter as in megatron's
   distributed optimizer table: bf16 params 2, fp32 gradients 4 (``grad_reduce_in_fp32``), fp32 main params
-  and two Adam moments 12 divided over DP (fp32 runs: 4, 4 and 8 / DP). Frozen modules hold their params only.
+  and two Adam moments 12 divided over DP (fp32 runs: 4, 4 and 8 / DP) when the recipe asks for megatron's
+  distributed optimizer (GPU runs with fused Adam; CPU runs fall back to the replicated one, which this
+  does not model). Frozen modules hold their params only.
 - activations per micro-batch, bf16, flash-style attention (no seq² term). A layer of ``s`` tokens keeps
   ``4 s h`` elements (norm and linear inputs; divided by TP with sequence parallelism, else whole on every
   TP rank) plus ``s (qkv + h + 3 ffn) / TP`` (q, k, v, attention output, SwiGLU's gate / up and its output).
