@@ -64,16 +64,31 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"transformer_engine, megatron-core's local layers, or auto: Transformer Engine on a GPU "
                              f"(an error if it does not import), local on the CPU (default: ${LAYER_BACKEND_ENVIRONMENT}, "
                              "else auto)")
-    parser.add_argument("--dry-run", action="store_true", help="print the resolved run config as JSON and exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the resolved run config plus its plan (micro-batches per step, pipeline bubble, "
+                             "memory per GPU) as JSON and exit; needs no GPU and no tokenizer (the model preset's "
+                             "<|image_pad|> id stands in)")
+    parser.add_argument("--world-size", type=_positive_int, metavar="N",
+                        help="with --dry-run: the ranks the plan is for (default: $WORLD_SIZE, else a SLURM job's "
+                             "nodes x ranks per node, else for mimo_vl_7b the #SBATCH --nodes x --gpus-per-node of "
+                             "launch/<stage>.sh, else one model replica)")
+    parser.add_argument("--dry-run-platform", choices=["gpu", "here"], default="gpu",
+                        help="with --dry-run: 'gpu' (default) plans for the cluster's GPU (CUDA, Transformer "
+                             "Engine, bf16) when this machine has none; 'here' for this machine's platform")
     return parser
 
 
-def build_run(args: argparse.Namespace, platform):
-    """The resolved ``RunConfig`` on ``platform`` and the tokenizer."""
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of ranks")
+    return int(text)
+
+
+def load_run_recipe(args: argparse.Namespace):
+    """The recipe of ``args`` with its overrides applied, and the run's paths."""
     from megatron_vl.config.overrides import apply_overrides
     from megatron_vl.config.recipe import load_recipe
-    from megatron_vl.tokenizer import load_tokenizer
-    from megatron_vl.training.run_config import RunPaths, resolve_run
+    from megatron_vl.training.run_config import RunPaths
 
     recipe = apply_overrides(load_recipe(args.recipe, args.model), args.set)
     if args.save_initial:
@@ -84,6 +99,15 @@ def build_run(args: argparse.Namespace, platform):
     paths = RunPaths.from_environment(
         data_root=args.data_root, checkpoint_root=args.checkpoint_root, log_root=args.log_root, tokenizer=args.tokenizer
     )
+    return recipe, paths
+
+
+def build_run(args: argparse.Namespace, platform):
+    """The resolved ``RunConfig`` on ``platform`` and the tokenizer."""
+    from megatron_vl.tokenizer import load_tokenizer
+    from megatron_vl.training.run_config import resolve_run
+
+    recipe, paths = load_run_recipe(args)
     tokenizer = load_tokenizer(paths.tokenizer)
     return resolve_run(recipe, paths, tokenizer, platform), tokenizer
 
@@ -136,6 +160,8 @@ def train(run, tokenizer) -> RunOutcome:
 
 def run(args: argparse.Namespace) -> int:
     """Parse, build, run, close: the stage of ``args`` on the platform detected here."""
+    if args.world_size is not None and not args.dry_run:
+        raise ValueError("--world-size only sets the world size of the --dry-run plan; a run takes torchrun's")
     if not args.dry_run:
         # First, before torch starts threads or processes: they inherit the blocked signals.
         watch_stop_signals()
@@ -144,13 +170,12 @@ def run(args: argparse.Namespace) -> int:
     configure_training_logging()
     from megatron_vl.runtime.platform import detect_platform
 
+    if args.dry_run:
+        from megatron_vl.training.dry_run import print_dry_run
+
+        return print_dry_run(args, *load_run_recipe(args))
     platform = detect_platform(args.layer_backend)
     run_config, tokenizer = build_run(args, platform)
-    if args.dry_run:
-        from megatron_vl.config.serialization import config_to_dict
-
-        print(json.dumps(config_to_dict(run_config), indent=2))
-        return 0
     import torch.distributed as dist
 
     from megatron_vl.runtime.distributed import init_distributed

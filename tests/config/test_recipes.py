@@ -12,7 +12,9 @@ from megatron_vl.config.parallel import ParallelConfig
 from megatron_vl.config.recipe import STAGES, BlendComponent, StageRecipe, load_recipe, packed_dataset_dir
 from megatron_vl.config.training import LRSchedule, OptimizerSettings, TrainedModules
 from megatron_vl.runtime.platform import Platform
+from megatron_vl.runtime.world_size import LAUNCH_DIR, launch_script_world_size
 from megatron_vl.training.run_config import RunPaths, resolve_run
+from megatron_vl.training.run_plan import GIB, plan_run
 
 # stage: (vision LR, projector LR, language LR, seq_len, tokens, starts from)
 DESIGN_7B = {
@@ -40,6 +42,17 @@ def test_7b_recipes_follow_the_design_table(stage):
     assert recipe.seq_len == seq_len and recipe.train_tokens == tokens and recipe.init_from == init_from
     assert recipe.train_iterations == math.ceil(tokens / (recipe.global_batch_size * seq_len))
     assert (recipe.train_iterations - 1) * recipe.tokens_per_iteration < tokens <= recipe.train_iterations * recipe.tokens_per_iteration
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_7b_recipes_keep_the_pipeline_bubble_small_at_their_launch_size(stage, tmp_path):
+    """At the world size of launch/<stage>.sh, at most 10% of a step idles in the pipeline bubble, and the
+    estimate leaves a fifth of an 80 GB GPU free."""
+    world_size = launch_script_world_size(LAUNCH_DIR / f"{stage}.sh")
+    tokenizer = types.SimpleNamespace(image_pad_id=151655, vocab_size=151680)
+    plan = plan_run(resolve_run(load_recipe(stage, "mimo_vl_7b"), _paths(tmp_path), tokenizer, GPU), world_size)
+    assert plan.pipeline_bubble_fraction <= 0.10, plan.to_dict()
+    assert plan.worst_stage.memory.total < 0.8 * 80e9, plan.worst_stage.memory.total / GIB
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -2,7 +2,9 @@
 
 ``mimo_vl_7b``: 8K sequences, 300B tokens, global batch 256 (2M tokens a step), from the HF weights
 converted by ``checkpoints_tools.from_hf`` (``$MVL_CHECKPOINT_ROOT/from_hf``); TP=2 with sequence
-parallelism: the frozen ViT and LLM still carry activations for the projector's gradients.
+parallelism: the frozen LLM still carries activations for the projector's gradients. On
+launch/stage1_projector.sh's 64 GPUs: DP=32, 8 micro-batches per rank per step, no pipeline bubble; about 27 GiB
+per GPU (``train --dry-run``).
 ``tiny``: 1024-token sequences, 20 steps of 8 sequences at TP=2 on 2 CPU ranks, from random weights.
 """
 

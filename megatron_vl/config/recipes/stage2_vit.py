@@ -2,6 +2,8 @@
 frozen, on captions plus interleaved documents.
 
 ``mimo_vl_7b``: 8K sequences, 167B tokens, global batch 256, from stage 1; TP=2 with sequence parallelism.
+On launch/stage2_vit.sh's 64 GPUs: DP=32, 8 micro-batches per rank per step, no pipeline bubble; about 48 GiB
+per GPU, most of it ViT activations at the worst case of all-image sequences.
 ``tiny``: 1024-token sequences, 20 steps of 8 sequences at DP=2 (TP=1) on 2 CPU ranks, from stage 1 (saved at
 TP=2: the weights are resharded on load). Its learning rates are the 7B ones raised (ViT 3e-4, projector
 1e-3) so that a random 64-wide model moves in tens of steps.

@@ -2,7 +2,8 @@
 interleaved documents, text, OCR, grounding, QA and reasoning).
 
 ``mimo_vl_7b``: 8K sequences, 1.4T tokens, global batch 256, from stage 2; TP=4 with sequence parallelism
-(full training holds gradients and optimizer state for all 8.3B parameters).
+(full training holds gradients and optimizer state for all 8.3B parameters). On launch/stage3_multimodal.sh's
+256 GPUs: DP=64, 4 micro-batches per rank per step, no pipeline bubble; about 32 GiB per GPU.
 ``tiny``: 1024-token sequences, 40 steps of 8 sequences at PP=2 on 2 CPU ranks (the first stage holds the
 ViT, the projector and 1 of the 4 LLM layers), from stage 2; LR 1e-3 for all, raised from the 7B's 1e-5
 so the random tiny LLM learns in tens of steps.
