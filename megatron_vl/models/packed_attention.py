@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 from contextlib import nullcontext
 
@@ -115,7 +116,7 @@ class LengthGroups:
 def _length_groups(cu_seqlens: torch.Tensor) -> LengthGroups:
     bounds = cu_seqlens.tolist()
     by_length: dict[int, list[int]] = {}
-    for start, end in zip(bounds, bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         if end > start:
             by_length.setdefault(end - start, []).append(start)
     indices = []

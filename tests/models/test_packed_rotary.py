@@ -52,13 +52,13 @@ def _vit_inputs(vision, generator):
         torch.tensor(VIT_GRIDS), spatial_merge_size=vision.spatial_merge_size, window_merged_patches=vision.window_merged_patches
     )
     tokens = len(windows.patch_order)
+    window, full = packed_seq_params(windows.window_cu_seqlens), packed_seq_params(windows.frame_cu_seqlens)
     return {
         "hidden": torch.randn(tokens, 1, vision.hidden_size, generator=generator),
         "cotangent": torch.randn(tokens, 1, vision.hidden_size, generator=generator),
         "angles": vision_rotary_embedding(windows.positions[windows.patch_order], vision.head_dim, vision.rope_theta),
-        "segments": VisionAttentionSegments(
-            window=packed_seq_params(windows.window_cu_seqlens), full=packed_seq_params(windows.frame_cu_seqlens)
-        ),
+        "segments": VisionAttentionSegments(window=window, full=full),
+        "segmentations": [window, full],
     }
 
 
@@ -66,19 +66,21 @@ def _llm_inputs(language, generator):
     from megatron_vl.models.packed_attention import packed_seq_params
 
     tokens = LLM_CU_SEQLENS[-1]
+    segments = packed_seq_params(torch.tensor(LLM_CU_SEQLENS))
     return {
         "hidden": torch.randn(tokens, 1, language.hidden_size, generator=generator),
         "cotangent": torch.randn(tokens, 1, language.hidden_size, generator=generator),
         # Any per-token angles: the LLM's come from megatron's M-RoPE embedding of the (t, h, w) positions.
         "angles": torch.randn(tokens, 1, 1, language.head_dim, generator=generator) * 10,
-        "segments": packed_seq_params(torch.tensor(LLM_CU_SEQLENS)),
+        "segments": segments,
+        "segmentations": [segments],
     }
 
 
-def _group_segments_by_length(segments) -> None:
+def _group_segments_by_length(inputs: dict) -> None:
     """What the first layer of a forward does for the local core attention, once per segmentation: group the
     segments by length on the host. Every later layer, and every layer's backward and recompute, reuses it."""
-    for params in (segments.window, segments.full) if hasattr(segments, "window") else (segments,):
+    for params in inputs["segmentations"]:
         params.length_groups  # noqa: B018 - computing the cached grouping is the point
 
 
@@ -86,7 +88,7 @@ def _compare(name: str, build, inputs: dict, results: dict) -> None:
     """Our layers against megatron's rotary on the same weights, each counted for host synchronisations."""
     ours, reference = build(ours=True), build(ours=False)
     reference.load_state_dict(ours.state_dict())
-    _group_segments_by_length(inputs["segments"])
+    _group_segments_by_length(inputs)
     ours_result, ours_syncs = _counted_run(ours, inputs)
     reference_result, reference_syncs = _counted_run(reference, inputs)
     results[name] = {"ours": ours_result, "megatron": reference_result, "ours syncs": ours_syncs, "megatron syncs": reference_syncs}
@@ -110,7 +112,7 @@ def _rank_checks() -> dict:
     config = tiny_config()
     config = dataclasses.replace(config, vision=dataclasses.replace(config.vision, num_layers=2, full_attention_layers=(1,)))
     generator = torch.Generator().manual_seed(0)
-    recompute = dict(recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1)
+    recompute = {"recompute_granularity": "full", "recompute_method": "uniform", "recompute_num_layers": 1}
     results = {}
 
     def vit(*, ours: bool, **config_changes):
