@@ -9,6 +9,9 @@ layer's ``attn_mask_type``.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import itertools
 import math
 from contextlib import nullcontext
 
@@ -86,30 +89,66 @@ class PackedDotProductAttention(MegatronModule):
         return out.transpose(0, 1).reshape(seq, batch, -1)
 
     def _packed(self, query, key, value, packed_seq_params, dropout):
-        cu_seqlens = packed_seq_params.cu_seqlens_q
-        assert torch.equal(cu_seqlens, packed_seq_params.cu_seqlens_kv), "self-attention: q and kv segments match"
-        assert int(cu_seqlens[-1]) == query.shape[0], "cu_seqlens must cover every packed token"
-        starts = cu_seqlens[:-1].long()
-        lengths = cu_seqlens[1:].long() - starts
-        token_order, outputs = [], []
-        for length in lengths.unique().tolist():
-            if length == 0:
-                continue
-            seg_starts = starts[lengths == length]
-            index = (seg_starts[:, None] + torch.arange(length, device=seg_starts.device)).reshape(-1)
-            shape = (len(seg_starts), length)
-            q, k, v = (x[index].reshape(*shape, *x.shape[1:]) for x in (query, key, value))
-            outputs.append(self._attend(q, k, v, dropout).reshape(len(index), -1))
-            token_order.append(index)
-        out = torch.cat(outputs)
-        return out[torch.argsort(torch.cat(token_order))]
+        assert isinstance(packed_seq_params, PackedSegments), "build packed_seq_params with packed_seq_params()"
+        groups = packed_seq_params.length_groups
+        assert groups.num_tokens == query.shape[0], "cu_seqlens must cover every packed token"
+        outputs = []
+        for length, count, index in zip(groups.lengths, groups.counts, groups.indices):
+            q, k, v = (x[index].reshape(count, length, *x.shape[1:]) for x in (query, key, value))
+            outputs.append(self._attend(q, k, v, dropout).reshape(count * length, -1))
+        return torch.cat(outputs)[groups.inverse_order]
 
 
-def packed_seq_params(cu_seqlens: torch.Tensor) -> PackedSeqParams:
+@dataclasses.dataclass(frozen=True)
+class LengthGroups:
+    """The segments of ``cu_seqlens`` grouped by length: one batched attention call per distinct length."""
+
+    lengths: tuple[int, ...]
+    counts: tuple[int, ...]
+    """How many segments have each length."""
+    indices: tuple[torch.Tensor, ...]
+    """Per length: the token positions of its segments, segment after segment."""
+    inverse_order: torch.Tensor
+    """Puts the concatenated per-length outputs back in token order."""
+    num_tokens: int
+
+
+def _length_groups(cu_seqlens: torch.Tensor) -> LengthGroups:
+    bounds = cu_seqlens.tolist()
+    by_length: dict[int, list[int]] = {}
+    for start, end in itertools.pairwise(bounds):
+        if end > start:
+            by_length.setdefault(end - start, []).append(start)
+    indices = []
+    for length, starts in by_length.items():
+        starts = torch.tensor(starts, dtype=torch.long, device=cu_seqlens.device)
+        indices.append((starts[:, None] + torch.arange(length, device=cu_seqlens.device)).reshape(-1))
+    return LengthGroups(
+        lengths=tuple(by_length),
+        counts=tuple(len(starts) for starts in by_length.values()),
+        indices=tuple(indices),
+        inverse_order=torch.argsort(torch.cat(indices)),
+        num_tokens=bounds[-1],
+    )
+
+
+@dataclasses.dataclass
+class PackedSegments(PackedSeqParams):
+    """megatron's THD ``PackedSeqParams`` (self-attention: q and kv share ``cu_seqlens``) that also groups its
+    segments by length for ``PackedDotProductAttention``, once per forward rather than in every layer: the
+    grouping reads ``cu_seqlens`` on the host. Transformer Engine never asks for it, so it costs nothing there;
+    TE reads only the fields of ``PackedSeqParams``."""
+
+    @functools.cached_property
+    def length_groups(self) -> LengthGroups:
+        return _length_groups(self.cu_seqlens_q)
+
+
+def packed_seq_params(cu_seqlens: torch.Tensor) -> PackedSegments:
     """megatron's THD ``PackedSeqParams`` for self-attention within the segments of ``cu_seqlens``."""
     cu_seqlens = cu_seqlens.to(torch.int32)
     longest = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
-    return PackedSeqParams(
+    return PackedSegments(
         qkv_format="thd",
         cu_seqlens_q=cu_seqlens,
         cu_seqlens_kv=cu_seqlens,

@@ -16,7 +16,7 @@ import dataclasses
 
 from megatron.core.fusions.fused_bias_dropout import get_bias_dropout_add
 from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
-from megatron.core.transformer.attention import SelfAttention, SelfAttentionSubmodules
+from megatron.core.transformer.attention import SelfAttentionSubmodules
 from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.identity_op import IdentityOp
 from megatron.core.transformer.mlp import MLP, MLPSubmodules
@@ -28,6 +28,7 @@ from megatron.core.transformer.transformer_layer import TransformerLayer, Transf
 from megatron_vl.config.model import VisionConfig
 from megatron_vl.models.norm import RMSNorm
 from megatron_vl.models.packed_attention import PackedDotProductAttention
+from megatron_vl.models.packed_rotary import PerTokenRotarySelfAttention
 from megatron_vl.models.vision import VisionTransformerLayer
 
 
@@ -67,7 +68,7 @@ def _layer_spec(modules: LayerModules, layer: type, attn_mask_type: AttnMaskType
         submodules=TransformerLayerSubmodules(
             input_layernorm=modules.norm,
             self_attention=ModuleSpec(
-                module=SelfAttention,
+                module=PerTokenRotarySelfAttention,
                 params={"attn_mask_type": attn_mask_type},
                 submodules=SelfAttentionSubmodules(
                     linear_qkv=modules.column_parallel_linear,

@@ -33,7 +33,7 @@ def _common(config: VLModelConfig, parallel: ParallelConfig, platform: Platform)
         normalization="RMSNorm",
         hidden_dropout=0.0,
         attention_dropout=0.0,
-        # Per-token rotary (2D in the ViT, M-RoPE in the LLM) needs megatron's unfused RoPE path.
+        # The fused THD rotary restarts positions per segment; PerTokenRotarySelfAttention refuses it.
         apply_rope_fusion=False,
         bias_activation_fusion=False,
         bias_dropout_fusion=False,
