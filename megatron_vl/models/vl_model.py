@@ -101,9 +101,6 @@ class VLModel(MegatronModule):
             post_process=post_process,
         )
         assert len(self.language_model.decoder.layers) == config.layers_per_pipeline_stage(parallel)[pp_rank]
-        tensors = (*self.named_parameters(), *self.named_buffers())
-        elsewhere = [name for name, tensor in tensors if tensor.device.type != platform.device]
-        assert not elsewhere, f"created off the run's device ({platform.device}): {elsewhere}"
         self._frozen = {"vision": False, "projector": False, "language": False}
 
     def freeze(self, *, vision: bool = False, projector: bool = False, language: bool = False) -> None:
