@@ -1,6 +1,7 @@
 """megatron's distributed optimizer over torch's AdamW resumes exactly, from both checkpoint formats, on 2 gloo
 ranks at DP=2: one step, save, one step; a new trainer resumed from the save takes the same second step
-bit for bit (a wrong or shared Adam step count changes the bias corrections of that step)."""
+bit for bit (a wrong or shared Adam step count changes the bias corrections of that step). A run with the
+non-distributed optimizer refuses to resume from that checkpoint."""
 
 import pytest
 import torch
@@ -51,6 +52,11 @@ def _second_step_twice(data_root, root) -> dict:
         assert checkpointer.resume(resumed)
         again = resumed.train_step(iter(resumed.loader)).loss, _parameters(resumed)
         results[checkpoint_format] = (uninterrupted, again)
+
+    non_distributed, checkpointer = _trainer(data_root, root / FORMATS[0], ("optimizer.distributed=false",))
+    with pytest.raises(ValueError) as refusal:
+        checkpointer.resume(non_distributed)
+    results["refusal"] = str(refusal.value)
     return results
 
 
@@ -65,3 +71,9 @@ def test_resumed_step_equals_the_uninterrupted_one_bit_for_bit(second_steps, che
         (loss, parameters), (resumed_loss, resumed_parameters) = rank[checkpoint_format]
         assert resumed_loss == loss
         assert all(torch.equal(a, b) for a, b in zip(resumed_parameters, parameters))
+
+
+def test_non_distributed_optimizer_refuses_a_distributed_optimizer_checkpoint(second_steps):
+    for rank in second_steps:
+        assert "holds the state of megatron's distributed optimizer" in rank["refusal"]
+        assert "--set optimizer.distributed=true" in rank["refusal"]
