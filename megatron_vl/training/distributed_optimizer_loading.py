@@ -25,8 +25,9 @@ And with any Adam, in fp32 training (main parameters are views of the fp32 model
 ``enable()`` wraps three methods of ``DistributedOptimizer``: ``state_dict`` of a torch Adam that has not
 stepped first creates the state its first step would create (zero moments, step 0);
 ``_set_main_param_and_optimizer_states`` runs under ``no_grad`` and keeps the step count restored from
-the param groups; ``load_state_dict`` gives each parameter a step tensor of its own. Each
-fix acts only where its problem exists, so they change nothing for the fused Adams' paths otherwise.
+the param groups; ``load_state_dict`` gives each parameter a step tensor of its own. Each fix acts only
+where its problem exists: with a fused Adam (no per-parameter ``step``) only the ``no_grad`` of 4 applies.
+None of this is specific to the CPU emulation: a GPU without Transformer Engine / Apex needs the same.
 """
 
 from __future__ import annotations
