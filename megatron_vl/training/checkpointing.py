@@ -222,6 +222,8 @@ class Checkpointer:
                 "save with optimizer.checkpoint_format=fully_reshardable"
             )
         self._check_model(record, directory)
+        if iteration > 0:
+            self._check_optimizer_kind(directory)
         state = self._state_dict(
             trainer, loading=True, optimizer_format=optimizer_format, with_rng=same_layout, with_optimizer=iteration > 0
         )
@@ -259,6 +261,20 @@ class Checkpointer:
         trainable.optimizer.reload_model_params()
         logger.info("new stage: weights from %s (iteration %d); fresh optimizer, iteration 0", directory, iteration)
         return iteration
+
+    def _check_optimizer_kind(self, directory: Path) -> None:
+        """megatron's distributed and non-distributed optimizers save their state in forms neither loads from
+        the other (checkpoints written on CPU before the distributed optimizer ran there hold the latter)."""
+        saved = "param_state_sharding_type" in dist_checkpointing.load_common_state_dict(str(directory))["optimizer"]
+        wanted = self.run.recipe.optimizer.distributed
+        if saved != wanted:
+            kind = "distributed" if saved else "non-distributed"
+            raise ValueError(
+                f"{directory} holds the state of megatron's {kind} optimizer, which this run's "
+                f"optimizer.distributed={str(wanted).lower()} cannot load; resume with --set "
+                f"optimizer.distributed={str(saved).lower()}, "
+                f"or start a new stage with init_from={str(self.root)!r} (its weights, a fresh optimizer)"
+            )
 
     def _check_model(self, record: dict, directory: Path) -> None:
         saved_fingerprint = record.get("tokenizer_fingerprint")

@@ -10,6 +10,7 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.process_groups_config import ProcessGroupCollection
 
 from megatron_vl.config.training import LRSchedule, OptimizerSettings, TrainedModules
+from megatron_vl.training import distributed_optimizer_loading
 
 MODULE_PREFIXES = {"vision": "vision_model.", "projector": "vision_projection.", "language": "language_model."}
 """Parameter-name prefix of each module inside ``VLModel`` (wrappers add ``module.`` in front)."""
@@ -47,6 +48,8 @@ def build_optimizer(
 ):
     """The optimizer over the trainable parameters of ``chunks`` (DDP-wrapped): one group per
     (module LR, decays or not). Frozen parameters (``requires_grad=False``) get no state."""
+    if settings.distributed:
+        distributed_optimizer_loading.enable()
     peak = peak_lr(trains)
     config = OptimizerConfig(
         optimizer="adam",

@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 
-from megatron.core import optimizer as megatron_optimizer
 from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
 from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.process_groups_config import ProcessGroupCollection
@@ -24,8 +22,6 @@ from megatron_vl.config.training import RecomputeSettings, TrainedModules
 from megatron_vl.models import VLModel
 from megatron_vl.training.optimizer import build_optimizer, build_scheduler, learning_rates
 from megatron_vl.training.run_config import RunConfig
-
-logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -78,12 +74,6 @@ def parallelize(run: RunConfig, pg_collection: ProcessGroupCollection) -> Traina
     apply_recompute(model, recipe.recompute)
 
     config = model.config
-    distributed_optimizer = recipe.optimizer.distributed and not megatron_optimizer.USING_PYTORCH_OPTIMIZER
-    if recipe.optimizer.distributed and not distributed_optimizer:
-        logger.warning(
-            "no fused Adam (Transformer Engine or Apex): using megatron's non-distributed optimizer, since "
-            "megatron-core's distributed optimizer cannot reload torch AdamW state from a checkpoint"
-        )
     # The loss function returns (sum over loss tokens, token count); finalize_model_grads divides the
     # gradients by the token count of the whole global batch (all micro-batches, all DP ranks).
     config.calculate_per_token_loss = True
@@ -91,7 +81,7 @@ def parallelize(run: RunConfig, pg_collection: ProcessGroupCollection) -> Traina
     ddp_config = DistributedDataParallelConfig(
         grad_reduce_in_fp32=True,
         overlap_grad_reduce=run.platform.on_gpu,
-        use_distributed_optimizer=distributed_optimizer,
+        use_distributed_optimizer=recipe.optimizer.distributed,
         check_for_nan_in_grad=True,
     )
     ddp = DistributedDataParallel(config, ddp_config, module, pg_collection=pg_collection)
@@ -100,7 +90,7 @@ def parallelize(run: RunConfig, pg_collection: ProcessGroupCollection) -> Traina
     optimizer = build_optimizer(
         chunks,
         trains=recipe.trains,
-        settings=dataclasses.replace(recipe.optimizer, distributed=distributed_optimizer),
+        settings=recipe.optimizer,
         schedule=recipe.schedule,
         bf16=run.bf16,
         pg_collection=pg_collection,

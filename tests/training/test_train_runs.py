@@ -131,6 +131,6 @@ def test_new_stage_takes_the_weights_and_a_fresh_optimizer(data_root, reference)
     assert record["consumed_tokens"] == 2 * BATCH * 128
     common = torch.load(checkpoint_files.iteration_dir(reference / STAGE2, 2) / "common.pt", weights_only=False)
     assert common["scheduler"]["num_steps"] == 2 and common["train_state"]["iteration"] == 2
-    assert int(common["optimizer"]["state"]["common_step"]) == 2
+    assert {group["step"] for group in common["optimizer"]["optimizer"]["param_groups"]} == {2}
     for rank in (0, 1):
         assert (reference / "logs" / STAGE2 / f"profile_rank{rank}.json").stat().st_size > 0

@@ -56,9 +56,20 @@ def _loss_grads_and_steps(trainer) -> dict:
 
     batches = iter(trainer.loader)
     loss_sum, tokens = trainer.global_loss(trainer.forward_backward(batches))
+    _gather_reduced_grads(trainer.trainable.chunks[0])
     grads = gather_full_state_dict(trainer.trainable.model, lambda param: param.main_grad.clone())
     losses = [trainer.train_step(batches).loss for _ in range(2)]
     return {"loss": loss_sum / tokens, "tokens": tokens, "grads": grads, "losses": losses}
+
+
+def _gather_reduced_grads(ddp) -> None:
+    """The distributed optimizer's reduce-scatter leaves each DP rank the summed gradients of its own shard of
+    each bucket only (the rest holds its local gradients): all-gather the shards into every rank's buffer."""
+    for buffer in ddp.buffers:
+        group = buffer.data_parallel_group
+        for bucket in buffer.buckets:
+            shards = list(bucket.grad_data.chunk(group.size()))
+            torch.distributed.all_gather(shards, shards[group.rank()].clone(), group=group)
 
 
 def _single_rank(data_root, root) -> dict:
@@ -94,14 +105,14 @@ def _layouts(data_root, root, full) -> dict:
 
 
 def _param_groups(data_root, root) -> list[dict]:
-    """Stage 2 (ViT 3e-4 + projector 1e-3, LLM frozen): every optimizer group and its parameters' names."""
+    """Stage 2 (ViT 3e-4 + projector 1e-3, LLM frozen): every optimizer group and its parameters' names (the
+    distributed optimizer's groups hold shards of the model's parameters: its map says whose)."""
     trainer, _ = _trainer(data_root, root, stage="stage2_vit")
     names = {param: name for name, param in trainer.trainable.model.named_parameters()}
-    groups = [
-        {"max_lr": group["max_lr"], "wd_mult": group["wd_mult"],
-         "params": [(names[param], param.dim()) for param in group["params"]]}
-        for group in trainer.trainable.optimizer.param_groups
-    ]
+    (optimizer,) = trainer.trainable.optimizer.chained_optimizers
+    groups = [{"max_lr": group["max_lr"], "wd_mult": group["wd_mult"], "params": []} for group in optimizer.param_groups]
+    for param, (group_index, _) in optimizer.model_param_group_index_map.items():
+        groups[group_index]["params"].append((names[param], param.dim()))
     ddp = trainer.trainable.chunks[0]
     buffered = {names[param] for buffer in ddp.buffers for param in buffer.params}
     return {"groups": groups, "buffered": sorted(buffered), "all": sorted(names.values())}
