@@ -13,22 +13,14 @@ import pytest
 import torch
 
 from megatron_vl.training import checkpoint_files
-from tests.multirank import run_ranks
 from tests.training import torchrun
-from tests.training.init_checkpoint import checkpoint_tensors, write_init_checkpoint
+from tests.training.init_checkpoint import checkpoint_tensors
 
 STAGE1, STAGE2 = "stage1_projector", "stage2_vit"
 ITERATIONS = 6
 BATCH = 4
 STAGE1_OVERRIDES = (f"global_batch_size={BATCH}", f"train_tokens={ITERATIONS * BATCH * 128}", "checkpoint.save_every=2",
                     "eval.every=3")
-
-
-@pytest.fixture(scope="module")
-def init_checkpoint(data_root, tmp_path_factory):
-    root = tmp_path_factory.mktemp("from_hf")
-    run_ranks(write_init_checkpoint, 1, str(root), str(data_root / "tokenizer"), 11)
-    return root
 
 
 def _stage1(data_root, init_checkpoint, checkpoint_root, overrides=()):
