@@ -22,9 +22,13 @@ setup(
         "einops>=0.7",
         "tensorboard>=2.14",
         "matplotlib>=3.7",
+        "fsspec>=2024.6",
+        "webdataset>=0.2.100",
     ],
     extras_require={
         "gpu": ["transformer-engine[pytorch]>=2.0", "flash-attn>=2.6"],
-        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+        # Object storage: s3:// (and S3-compatible stores) and gs:// through fsspec; https:// needs only aiohttp.
+        "cloud": ["s3fs>=2024.6", "gcsfs>=2024.6", "aiohttp>=3.9"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "moto[server]>=5.0", "s3fs>=2024.6", "aiohttp>=3.9"],
     },
 )
