@@ -9,6 +9,10 @@
 2. Throughput of ingest and pack on the demo corpus (samples per second per process).
 3. Image preprocessing against transformers' Qwen2VLImageProcessorPil on drawn photos of
    640x480 to 2048x1536 pixels: ours (resize_image + patchify) vs the processor, as a ratio.
+4. Scale-out on photo-like JPEGs (640x480 to 2048x1536, quality 90, one per caption and several per interleaved
+   document): ingest + pack throughput of one process with one worker (documents/s, images/s, tokens/s per
+   core), the same data as 2 partitions run side by side (``--partition 0/2`` and ``1/2``) against 1, and
+   the node-hours the whole curriculum's preparation would take on 64-core nodes at those rates.
 
 Run by hand: ``python benchmarks/data_prep.py`` (about a minute); see --help for sizes.
 """
@@ -16,6 +20,7 @@ Run by hand: ``python benchmarks/data_prep.py`` (about a minute); see --help for
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -33,9 +38,15 @@ from data_prep.ingest import command as ingest  # noqa: E402
 from data_prep.pack import command as pack  # noqa: E402
 from data_prep.pack.plan_sequences import plan_sequences, token_utilisation  # noqa: E402
 from megatron_vl.data.images import ImageSettings, patchify, resize_image  # noqa: E402
+from megatron_vl.data.packed_manifest import PackedManifest  # noqa: E402
 
 TARGET_UTILISATION = 0.99
 TARGET_PREPROCESSING_SPEEDUP = 2.0
+CURRICULUM_TOKENS = (300 + 167 + 1400 + 550) * 10**9
+"""The four 7B stages' train_tokens (config/recipes): every token counted as unique data, an upper bound."""
+CURRICULUM_IMAGES = 500 * 10**6
+"""Images to prepare, an assumption: 'hundreds of millions' (issue 12); scale the result for your corpus."""
+NODE_CORES = 64
 
 
 def document_lengths(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -170,6 +181,68 @@ def best_of(function, repeats: int = 3) -> float:
     return min(times)
 
 
+def jpeg_corpus(root: Path, documents: int) -> tuple[int, int]:
+    """Captions with one photo and interleaved documents with three, JPEGs of camera-like sizes, as JSONL
+    files of 100 documents each (a partition takes whole files). Returns (documents, images)."""
+    sizes = [(480, 640), (768, 1024), (1080, 1920), (1536, 2048)]
+    (root / "img").mkdir(parents=True)
+    images = 0
+    for start in range(0, documents, 100):
+        with open(root / f"part-{start // 100:04d}.jsonl", "w") as file:
+            for index in range(start, min(start + 100, documents)):
+                names = []
+                for _ in range(1 if index % 2 == 0 else 3):
+                    name = f"img/{images:06d}.jpg"
+                    photo(*sizes[images % len(sizes)], seed=images).save(root / name, quality=90)
+                    names.append(name)
+                    images += 1
+                words = " ".join(f"word{(index * 7 + i) % 500}" for i in range(40))
+                if len(names) == 1:
+                    record = {"kind": "caption", "image": names[0], "caption": words}
+                else:
+                    record = {"kind": "interleaved", "content": [{"text": words}, *({"image": n} for n in names)]}
+                file.write(json.dumps(record) + "\n")
+    return documents, images
+
+
+def _prepare(raw: Path, out: Path, tokenizer: Path, partition: str | None) -> None:
+    extra = ["--partition", partition] if partition else []
+    call(ingest, "--input", raw, "--out", out / "shards", "--workers", 1, *extra)
+    call(pack, "--input", out / "shards", "--tokenizer", tokenizer, "--out", out / "packed", "--seq-len", 8192,
+         "--workers", 1, *extra)
+
+
+def scale_out(documents: int) -> dict:
+    """Seconds of one process on the whole JPEG corpus, of ingest and pack each, and of 2 partitions side by side."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with tempfile.TemporaryDirectory() as root:
+        root = Path(root)
+        documents, images = jpeg_corpus(root / "raw", documents)
+        call(train_tokenizer, "--input", root / "raw", "--vocab-size", 4096, "--out", root / "tok")
+        ingest_seconds = call(ingest, "--input", root / "raw", "--out", root / "one" / "shards", "--workers", 1)
+        pack_seconds = call(pack, "--input", root / "one" / "shards", "--tokenizer", root / "tok", "--out",
+                            root / "one" / "packed", "--seq-len", 8192, "--workers", 1)
+        manifest = PackedManifest.load(root / "one" / "packed")
+        tokens = sum(stats.tokens for stats in manifest.tokens_per_kind.values())
+        started = time.perf_counter()
+        with ProcessPoolExecutor(2) as pool:
+            list(pool.map(_prepare, [root / "raw"] * 2, [root / "two"] * 2, [root / "tok"] * 2, ["0/2", "1/2"]))
+        two_seconds = time.perf_counter() - started
+    return dict(documents=documents, images=images, tokens=tokens, ingest_seconds=ingest_seconds,
+                pack_seconds=pack_seconds, two_partition_seconds=two_seconds)
+
+
+def node_hours(result: dict) -> dict:
+    """The curriculum's preparation on NODE_CORES-core nodes at the measured per-core rates."""
+    images_per_core_second = result["images"] / result["ingest_seconds"]
+    tokens_per_core_second = result["tokens"] / result["pack_seconds"]
+    ingest_core_hours = CURRICULUM_IMAGES / images_per_core_second / 3600
+    pack_core_hours = CURRICULUM_TOKENS / tokens_per_core_second / 3600
+    return dict(images_per_core_second=images_per_core_second, tokens_per_core_second=tokens_per_core_second,
+                ingest_node_hours=ingest_core_hours / NODE_CORES, pack_node_hours=pack_core_hours / NODE_CORES)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=200_000, help="documents in the length mix")
@@ -177,6 +250,7 @@ def main() -> None:
     parser.add_argument("--samples-per-kind", type=int, default=200, help="demo corpus size for throughput")
     parser.add_argument("--workers", type=int, default=2, help="processes for the multi-process throughput rows")
     parser.add_argument("--images", type=int, default=12, help="photos for the preprocessing comparison")
+    parser.add_argument("--jpeg-documents", type=int, default=400, help="documents of the JPEG corpus for section 4")
     args = parser.parse_args()
 
     print(f"\n1. packing efficiency (non-padding tokens / all tokens), {args.documents} documents, "
@@ -198,6 +272,24 @@ def main() -> None:
     for name, ratio, timings, _ in preprocessing(args.images):
         ours = timings["ours"] if name.startswith("resize") else timings["patchify"]
         print(f"{name:<50}{timings['hf']:>12.3f}{ours:>9.3f}{ratio:>8.2f}x")
+
+
+    result = scale_out(args.jpeg_documents)
+    hours = node_hours(result)
+    one = result["ingest_seconds"] + result["pack_seconds"]
+    print(f"\n4. scale-out on {result['documents']} documents with {result['images']} JPEG photos "
+          f"({result['tokens']:,} tokens packed at 8192), one worker per process")
+    print(f"{'step':<8}{'seconds':>9}{'documents/s':>13}{'images/s':>10}{'tokens/s':>11}")
+    print(f"{'ingest':<8}{result['ingest_seconds']:>9.2f}{result['documents'] / result['ingest_seconds']:>13.1f}"
+          f"{result['images'] / result['ingest_seconds']:>10.1f}{'':>11}")
+    print(f"{'pack':<8}{result['pack_seconds']:>9.2f}{result['documents'] / result['pack_seconds']:>13.1f}"
+          f"{'':>10}{result['tokens'] / result['pack_seconds']:>11,.0f}")
+    print(f"2 partitions side by side vs 1 process: {result['two_partition_seconds']:.2f} s vs {one:.2f} s, "
+          f"speed-up {one / result['two_partition_seconds']:.2f}x on {os.cpu_count()} cores")
+    print(f"curriculum: {CURRICULUM_IMAGES:.1e} images / {hours['images_per_core_second']:.1f} images/s/core / 3600 / "
+          f"{NODE_CORES} = {hours['ingest_node_hours']:,.0f} node-hours of ingest; {CURRICULUM_TOKENS:.2e} tokens / "
+          f"{hours['tokens_per_core_second']:,.0f} tokens/s/core / 3600 / {NODE_CORES} = "
+          f"{hours['pack_node_hours']:,.0f} node-hours of pack")
 
 
 if __name__ == "__main__":
