@@ -17,7 +17,10 @@ SUBCOMMANDS = {
     "train-tokenizer": "data_prep.train_tokenizer",
     "demo-corpus": "data_prep.demo.command",
     "ingest": "data_prep.ingest.command",
+    "dedup-plan": "data_prep.dedup.plan",
+    "dedup-apply": "data_prep.dedup.apply",
     "pack": "data_prep.pack.command",
+    "merge": "data_prep.merge",
     "inspect": "data_prep.inspect.inspect_packed",
     "verify": "data_prep.inspect.verify",
 }

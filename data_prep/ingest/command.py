@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import json
 import os
 import time
 
@@ -25,8 +26,9 @@ from data_prep.ingest.raw_sources import count_documents, find_inputs, iter_item
 from data_prep.ingest.rejects import Reject, RejectLog, RejectReason
 from data_prep.ingest.sample_builder import BuildSettings, init_worker, process_item
 from data_prep.parallel_map import ordered_map
+from data_prep.partitions import Partition, finished, mark_finished
 from data_prep.sample_shards.manifest import (
-    MANIFEST_NAME, SHARD_PATTERN, DedupSettings, IngestManifest, InputDocuments,
+    IMAGE_HASHES_NAME, MANIFEST_NAME, SHARD_PATTERN, DedupSettings, IngestManifest, InputDocuments,
 )
 from data_prep.sample_shards.sample_meta import KINDS, sample_key, sample_members
 from data_prep.sample_shards.writer import SampleShardWriter, ShardLimit
@@ -62,6 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--png-compression", type=int, default=1, choices=range(10), metavar="0-9",
                         help="zlib level of the stored PNGs (default 1: fast, images are stored once)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing ingest output in --out")
+    parser.add_argument("--partition", type=Partition.parse, metavar="I/N",
+                        help="ingest only partition I of N of the sorted inputs, into OUT/partition-IIIII-of-NNNNN/ "
+                             "(skipped when finished; duplicates across partitions are dropped by dedup-plan and "
+                             "dedup-apply)")
 
 
 def _shard_limit(text: str) -> ShardLimit:
@@ -100,17 +106,30 @@ def run(args: argparse.Namespace) -> int:
     positive_int("ingest", "workers", args.workers)
     dedup_kinds = _dedup_kinds(args.dedup_kinds)
     inputs = find_inputs(args.input)
-    _prepare_output(args.out, args.overwrite)
-    reject_path = args.reject_log or os.path.join(args.out, "rejects.jsonl")
+    out, partition = args.out, args.partition
+    if partition is not None:
+        if args.reject_log:
+            raise ValueError("--reject-log cannot be given with --partition: each partition logs into its own folder")
+        inputs = partition.select(inputs)
+        out = os.path.join(args.out, partition.folder)
+        identity = {"partition": str(partition), "inputs": inputs, "settings": _settings_of(args)}
+        if finished(out, identity):
+            print(f"{out} is finished already (partition {partition}); nothing to do")
+            return 0
+    _prepare_output(out, args.overwrite)
+    reject_path = args.reject_log or os.path.join(out, "rejects.jsonl")
     counts = [count_documents(path) for path in inputs]
     total = None if None in counts else sum(counts)
 
     deduplicator = ImageDeduplicator(args.near_dup)
-    writer = SampleShardWriter(args.out, args.shard_size)
+    writer = SampleShardWriter(out, args.shard_size)
     kinds: collections.Counter[str] = collections.Counter()
     per_input: collections.Counter[str] = collections.Counter()
     num_images = 0
     items = (item for path in inputs for item in iter_items(path, args.image_root))
+    # Within a partition nothing is dropped as a duplicate yet: every deduplicable sample's image hashes
+    # are written, and dedup-plan replays them in the global input order, as one process would.
+    hashes_file = open(os.path.join(out, IMAGE_HASHES_NAME), "w", encoding="utf-8") if partition is not None else None
     with open(reject_path, "w", encoding="utf-8") as reject_file, ProgressBar(total=total, unit="document", desc="ingest") as bar:
         rejects = RejectLog(reject_file)
         outcomes = ordered_map(
@@ -119,9 +138,14 @@ def run(args: argparse.Namespace) -> int:
         for outcome in outcomes:
             bar.update()
             source = outcome.source if isinstance(outcome, Reject) else outcome.meta.source
-            per_input[source.get("file") or source.get("tar")] += 1
+            path = source.get("file") or source.get("tar")
+            ordinal = per_input[path]
+            per_input[path] += 1
             key = sample_key(sum(kinds.values()))
-            if not isinstance(outcome, Reject) and outcome.meta.kind in dedup_kinds:
+            if hashes_file is not None and not isinstance(outcome, Reject) and outcome.meta.kind in dedup_kinds:
+                hashes_file.write(json.dumps({"key": key, "input": path, "ordinal": ordinal,
+                                              "sha256s": outcome.sha256s, "phashes": outcome.phashes}) + "\n")
+            elif not isinstance(outcome, Reject) and outcome.meta.kind in dedup_kinds:
                 duplicate = deduplicator.find(outcome.sha256s, outcome.phashes)
                 if duplicate is not None:
                     match, earlier = duplicate
@@ -140,6 +164,8 @@ def run(args: argparse.Namespace) -> int:
                 bar.set_postfix(accepted=sum(kinds.values()), rejected=sum(rejects.counts.values()))
         bar.set_postfix(accepted=sum(kinds.values()), rejected=sum(rejects.counts.values()))
     shards = writer.close()
+    if hashes_file is not None:
+        hashes_file.close()
 
     manifest = IngestManifest(
         num_samples=sum(kinds.values()),
@@ -150,11 +176,14 @@ def run(args: argparse.Namespace) -> int:
         rejects=dict(sorted(rejects.counts.items())),
         num_rejected=sum(rejects.counts.values()),
         inputs=[InputDocuments(path=path, documents=per_input[path]) for path in inputs],
-        dedup=DedupSettings(kinds=dedup_kinds, near_dup_distance=args.near_dup),
+        dedup=DedupSettings(kinds=dedup_kinds, near_dup_distance=args.near_dup,
+                            pending=partition is not None and bool(dedup_kinds)),
         png_compression=args.png_compression,
         arguments=_arguments(args),
     )
-    write_atomically(os.path.join(args.out, MANIFEST_NAME), manifest.to_json().encode())
+    write_atomically(os.path.join(out, MANIFEST_NAME), manifest.to_json().encode())
+    if partition is not None:
+        mark_finished(out, identity)
     _print_summary(manifest, reject_path, time.perf_counter() - started)
     return 0
 
@@ -163,7 +192,14 @@ def _arguments(args: argparse.Namespace) -> dict:
     """The command line as parsed (every option, defaults included), for the manifest."""
     values = {name: value for name, value in vars(args).items() if name not in ("run", "subcommand")}
     values["shard_size"] = dataclasses.asdict(args.shard_size)
+    values["partition"] = None if args.partition is None else str(args.partition)
     return values
+
+
+def _settings_of(args: argparse.Namespace) -> dict:
+    """The options that decide a partition's output (not --workers: the output does not depend on it)."""
+    arguments = _arguments(args)
+    return {name: value for name, value in arguments.items() if name not in ("workers", "overwrite", "partition")}
 
 
 def _print_summary(manifest: IngestManifest, reject_path: str, seconds: float) -> None:

@@ -48,6 +48,7 @@ from data_prep.pack.write_packed_shards import (
 )
 from data_prep.pack.write_packed_shards import init_worker as init_write_worker
 from data_prep.parallel_map import ordered_map
+from data_prep.partitions import Partition, finished, mark_finished
 from data_prep.sample_shards.manifest import MANIFEST_NAME as INGEST_MANIFEST_NAME
 from data_prep.sample_shards.manifest import IngestManifest, load_manifest
 from megatron_vl.data.images import ImageSettings
@@ -83,6 +84,9 @@ class PackOptions:
     """Policy for documents longer than seq_len: ``split`` or ``drop`` (see the module docstring)."""
     workers: int = 1
     """Worker processes; the output does not depend on it."""
+    partition: Partition | None = None
+    """Set for ``--partition I/N``: shards are numbered I, I + N, I + 2N, ... so that the partitions' shard
+    names and sample keys never collide and ``merge`` can link them unchanged."""
 
     def __post_init__(self) -> None:
         if not self.inputs:
@@ -113,12 +117,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="documents longer than --seq-len: split them at token boundaries outside images, "
                              "or drop them (default split; either way they are counted)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="worker processes (default: all CPUs)")
+    parser.add_argument("--partition", type=Partition.parse, metavar="I/N",
+                        help="pack partition I of N: reads INPUT/partition-IIIII-of-NNNNN/ of each --input, writes "
+                             "OUT/partition-IIIII-of-NNNNN/ (skipped when finished); `merge` joins the partitions")
 
 
 def run(args: argparse.Namespace) -> int:
+    inputs, out, partition = args.input, args.out, args.partition
+    if partition is not None:
+        inputs = [os.path.join(directory, partition.folder) for directory in args.input]
+        out = os.path.join(args.out, partition.folder)
+        identity = {
+            "partition": str(partition), "inputs": [os.path.abspath(path) for path in inputs],
+            "settings": {"tokenizer": os.path.abspath(args.tokenizer), "seq_len": args.seq_len, "seed": args.seed,
+                         "window": args.window, "shard_size": args.shard_size, "long_doc": args.long_doc},
+        }
+        if finished(out, identity):
+            print(f"{out} is finished already (partition {partition}); nothing to do")
+            return 0
     options = PackOptions(
-        inputs=args.input, tokenizer=args.tokenizer, out=args.out, seq_len=args.seq_len, seed=args.seed,
+        inputs=inputs, tokenizer=args.tokenizer, out=out, seq_len=args.seq_len, seed=args.seed,
         window=args.window, shard_size=args.shard_size, long_doc=args.long_doc, workers=args.workers,
+        partition=partition,
     )
     started = time.monotonic()
     try:
@@ -132,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"\npacked {samples} samples in {seconds:.1f}s ({samples / max(seconds, 1e-9):.0f} samples/s, "
               f"workers: {options.workers})")
         print_summary(manifest, options.out)
+    if partition is not None:
+        mark_finished(out, identity)
     return 0
 
 
@@ -176,6 +198,8 @@ def pack(options: PackOptions, *, progress: bool = True) -> PackedManifest | Non
         ],
         pad_id=tokenizer.pad_id, image_pad_id=tokenizer.image_pad_id, vision_start_id=tokenizer.vision_start_id,
         patch_size=image_settings.patch_size, merge_size=image_settings.merge_size, histogram_edges=edges,
+        first_shard_number=0 if options.partition is None else options.partition.index,
+        shard_number_step=1 if options.partition is None else options.partition.count,
     )
     records = _write_shards(options, sequences, documents, write_settings, progress)
     manifest = _manifest(identity, tokenizer, image_settings, inputs, tokenized, records, edges)
@@ -188,6 +212,12 @@ def _read_inputs(directories: list[str]) -> tuple[list[PackInput], list[IngestMa
     inputs, manifests = [], []
     for directory in directories:
         manifest = load_manifest(directory)
+        if manifest.dedup.pending:
+            raise ValueError(
+                f"{directory} is a partition whose duplicates across partitions are not dropped yet: run "
+                "`python -m data_prep dedup-plan`, then `dedup-apply` for each partition, and pack its output "
+                "(or ingest with --dedup-kinds '' to not deduplicate)"
+            )
         if manifests and manifest.image_settings != manifests[0].image_settings:
             raise ValueError(
                 f"{directory} was ingested with image settings {manifest.image_settings.to_dict()} but "

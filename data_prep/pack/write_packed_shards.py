@@ -64,6 +64,13 @@ class WriteSettings:
     """Patches merged per side into one LLM token."""
     histogram_edges: list[int]
     """Document length buckets of the manifest's histogram."""
+    first_shard_number: int = 0
+    """Number (file name and sample keys) of shard 0; pack --partition I/N numbers its shards I, I + N, ..."""
+    shard_number_step: int = 1
+    """Step between the numbers of consecutive shards."""
+
+    def shard_number(self, shard_index: int) -> int:
+        return self.first_shard_number + self.shard_number_step * shard_index
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -155,10 +162,10 @@ def write_packed_shard(task: WriteTask) -> ShardRecord:
             for kind, counts in document_kind_stats(sample, settings.image_pad_id, settings.vision_start_id):
                 stats[kind] = stats.get(kind, KindStats()) + counts
             lengths.extend(sample.seq_lens.tolist())
-            yield sample_key(task.shard_index, number), sample
+            yield sample_key(settings.shard_number(task.shard_index), number), sample
 
     try:
-        entry = write_shard(os.path.join(settings.out_dir, shard_name(task.shard_index)), samples())
+        entry = write_shard(os.path.join(settings.out_dir, shard_name(settings.shard_number(task.shard_index))), samples())
     finally:
         for file in files.values():
             file.close()

@@ -12,6 +12,8 @@ from megatron_vl.config.validation import non_negative_int, positive_int
 from megatron_vl.data.images import ImageSettings
 
 MANIFEST_NAME = "ingest_manifest.json"
+IMAGE_HASHES_NAME = "image_hashes.jsonl"
+"""A partition's deduplicable samples and their image hashes, one JSON line each (read by dedup-plan)."""
 FORMAT_VERSION = 1
 SHARD_PATTERN = re.compile(r"samples-\d{6}\.tar")
 
@@ -58,6 +60,9 @@ class DedupSettings:
     """Kinds whose documents are dropped when all their images were already ingested."""
     near_dup_distance: int | None
     """Largest perceptual-hash distance counted as the same picture (None: exact duplicates only)."""
+    pending: bool = False
+    """A partition's output whose duplicates are not dropped yet (``dedup-plan`` and ``dedup-apply`` drop
+    them as one process over all partitions would); pack and merge refuse it."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -229,7 +229,9 @@ class PackedDataset:
         with open(self.directory / entry.name, "rb") as file:
             file.seek(int(start))
             chunk = file.read(int(end - start))
-        key = sample_key(shard, index)
+        # A shard's sample keys carry the number in its name: pack numbers shards 0, 1, 2, ..., and each of
+        # N partitions i, i + N, ..., so that merged partitions keep their shards' names and keys.
+        key = sample_key(int(entry.name.removeprefix("packed-").removesuffix(".tar")), index)
         mismatch = (
             f"{self.directory / entry.name} sample {index}: the offsets index does not match the shard; "
             "run `python -m data_prep verify` on the dataset"
