@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
-import os
 import shutil
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from data_prep.sample_shards.manifest import IngestManifest, load_manifest, shar
 from data_prep.sample_shards.sample_meta import KINDS
 from megatron_vl.data.packed_format import index_name
 from megatron_vl.data.packed_manifest import MANIFEST_NAME, KindStats, LengthHistogram, PackedManifest
-from megatron_vl.files import partial_directory, publish_directory
+from megatron_vl.files import hard_link, partial_directory, publish_directory
 
 SAME_IN_EVERY_PARTITION = ("seq_len", "tokenizer_fingerprint", "special_ids", "pad_id", "image_settings", "pack_settings")
 REJECTS_NAME = "rejects.jsonl"
@@ -73,8 +72,8 @@ def merge_packed(folders: list[Path], out: Path) -> str:
     shards = []
     for folder, manifest in zip(folders, manifests):
         for entry in manifest.shards:
-            _link(folder / entry.name, out / entry.name)
-            _link(folder / index_name(entry.name), out / index_name(entry.name))
+            hard_link(folder / entry.name, out / entry.name)
+            hard_link(folder / index_name(entry.name), out / index_name(entry.name))
             shards.append(entry)
     stats: dict[str, KindStats] = {}
     dropped: collections.Counter[str] = collections.Counter()
@@ -122,7 +121,7 @@ def merge_ingested(folders: list[Path], out: Path) -> str:
     for folder, manifest in zip(folders, manifests):
         for entry in manifest.shards:
             name = shard_name(len(shards))
-            _link(folder / entry.name, out / name)
+            hard_link(folder / entry.name, out / name)
             shards.append(dataclasses.replace(entry, name=name))
     kinds: collections.Counter[str] = collections.Counter()
     rejects: collections.Counter[str] = collections.Counter()
@@ -149,11 +148,3 @@ def merge_ingested(folders: list[Path], out: Path) -> str:
     text = merged.to_json()
     (out / INGEST_MANIFEST_NAME).write_text(text)
     return text
-
-
-def _link(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError as error:
-        raise ValueError(f"cannot hard-link {source} to {target} ({error}): put --out on the same filesystem as "
-                         "--input") from None

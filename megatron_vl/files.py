@@ -74,6 +74,15 @@ def publish_directory(partial: str | Path, final: str | Path) -> None:
     fsync_directory(final.parent)
 
 
+def hard_link(source: str | Path, target: str | Path) -> None:
+    """``target`` becomes another name of ``source``'s bytes (no copy); both must be on one filesystem."""
+    try:
+        os.link(source, target)
+    except OSError as error:
+        raise ValueError(f"cannot hard-link {source} to {target} ({error}): put --out on the same filesystem as "
+                         "--input") from None
+
+
 def read_json_object(path: str | Path, *, if_missing: str, if_corrupt: str) -> dict:
     """The JSON object in ``path``; a missing, unparsable or non-object file is a ``ValueError`` naming the path
     and, after it, ``if_missing`` or ``if_corrupt`` (what it means and the fix)."""

@@ -25,7 +25,7 @@ from data_prep.sample_shards.manifest import MANIFEST_NAME, SampleShardEntry, lo
 from data_prep.sample_shards.reader import index_shard, iter_shard
 from data_prep.sample_shards.sample_meta import sample_members
 from data_prep.webdataset_tar import TarShardWriter
-from megatron_vl.files import sha256_file, write_atomically
+from megatron_vl.files import hard_link, sha256_file, write_atomically
 
 REJECTS_NAME = "rejects.jsonl"
 
@@ -73,7 +73,7 @@ def apply_plan(source: Path, out: Path, drops: dict[str, dict]) -> int:
             name = shard_name(len(shards))
             records = list(iter_shard(str(source / entry.name))) if _any_dropped(source / entry.name, drops) else None
             if records is None:
-                _link(source / entry.name, out / name)
+                hard_link(source / entry.name, out / name)
                 shards.append(dataclasses.replace(entry, name=name))
                 continue
             kept = [record for record in records if record.key not in drops]
@@ -107,11 +107,3 @@ def _any_dropped(shard: Path, drops: dict[str, dict]) -> bool:
     if not drops:
         return False
     return any(sample.key in drops for sample in index_shard(str(shard)))
-
-
-def _link(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError as error:
-        raise ValueError(f"cannot hard-link {source} to {target} ({error}): put --out on the same filesystem as "
-                         "--input") from None
