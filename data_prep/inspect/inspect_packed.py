@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    directory = Path(args.directory)
+    directory = args.directory  # a local folder or a URL: the manifest and the one sample are all inspect reads
     if args.sample is None:
         print_statistics(PackedManifest.load(directory), directory)
         return 0
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_statistics(manifest: PackedManifest, directory: Path) -> None:
+def print_statistics(manifest: PackedManifest, directory: str) -> None:
     print_summary(manifest, str(directory))
     total_bytes = sum(entry.bytes for entry in manifest.shards)
     print(f"  {total_bytes / 1e6:.1f} MB; packed with {dict(sorted(dataclasses.asdict(manifest.pack_settings).items()))}")

@@ -24,6 +24,7 @@ from data_prep.pack.statistics import document_kind_stats
 from megatron_vl.data.packed_format import PackedDataset, index_name
 from megatron_vl.data.packed_manifest import MANIFEST_NAME, KindStats, PackedManifest
 from megatron_vl.data.sample_checks import SampleContract, check_packed_sample
+from megatron_vl.data.storage import is_url
 from megatron_vl.files import sha256_file
 from megatron_vl.progress import ProgressBar, track
 
@@ -36,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_url(args.directory):
+        raise ValueError(
+            f"verify reads a local folder, not the URL {args.directory}: it lists the folder and hashes every file, "
+            "so run it where the dataset was made before uploading it, or on a local copy "
+            "(e.g. `aws s3 sync URL DIR`); `inspect` reads URLs"
+        )
     problems = verify_dataset(Path(args.directory), deep=args.deep)
     if problems:
         print(f"\n{args.directory}: {len(problems)} problem{'' if len(problems) == 1 else 's'}")

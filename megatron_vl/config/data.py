@@ -12,8 +12,10 @@ from megatron_vl.config.validation import (
     fraction,
     non_negative_int,
     positive_int,
+    positive_number,
 )
 from megatron_vl.data.images import ImageSettings
+from megatron_vl.data.storage import DEFAULT_RETRY_SECONDS, is_url
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -21,7 +23,8 @@ class BlendEntry:
     """One packed dataset of a blend and its share of the samples."""
 
     path: str
-    """Directory of the packed dataset (holding ``manifest.json``), as ``data_prep pack`` wrote it."""
+    """Directory of the packed dataset (holding ``manifest.json``), as ``data_prep pack`` wrote it: a local path
+    or a URL (``s3://bucket/packed/8192/caption``, ``https://...``) read by byte-range requests."""
     weight: float
     """Relative share of the training samples drawn from it; weights are normalised over the blend."""
 
@@ -56,20 +59,24 @@ class DataConfig:
     """Stop the run once more than this fraction of the samples read from one dataset were corrupt."""
     corrupt_check_after: int = 1000
     """Samples read from a dataset before ``max_corrupt_fraction`` is enforced (a few early errors are noise)."""
+    remote_retry_seconds: float = DEFAULT_RETRY_SECONDS
+    """For datasets at a URL: how long one request's transient errors (connection refused or reset, timeouts, 5xx)
+    are retried, with backoff, before the run stops naming the URL."""
     eval_path: str | None = None
-    """Held-out packed dataset for evaluation (read in its stored order); None: no evaluation."""
+    """Held-out packed dataset for evaluation (read in its stored order), a path or a URL; None: no evaluation."""
     eval_samples: int | None = None
     """Evaluate on the first this many sequences of ``eval_path``; None: all of them."""
 
     def __post_init__(self) -> None:
         blend = tuple(entry if isinstance(entry, BlendEntry) else self._entry(entry) for entry in self.blend)
         object.__setattr__(self, "blend", blend)
-        distinct_blend("DataConfig", [os.path.abspath(entry.path) for entry in blend])
+        distinct_blend("DataConfig", [entry.path if is_url(entry.path) else os.path.abspath(entry.path) for entry in blend])
         for name in ("seq_len", "prefetch_factor", "corrupt_check_after"):
             positive_int("DataConfig", name, getattr(self, name))
         batch_sizes("DataConfig", self.global_batch_size, self.micro_batch_size)
         non_negative_int("DataConfig", "num_workers", self.num_workers)
         fraction("DataConfig", "max_corrupt_fraction", self.max_corrupt_fraction, upper_open=True)
+        positive_number("DataConfig", "remote_retry_seconds", self.remote_retry_seconds)
         if not isinstance(self.image_settings, ImageSettings):
             raise ValueError("DataConfig.image_settings must be an ImageSettings (megatron_vl.data.images)")
         positive_int("DataConfig", "eval_samples", self.eval_samples, optional=True)

@@ -38,6 +38,7 @@ from megatron_vl.config.validation import (
     positive_int,
 )
 from megatron_vl.data.images import ImageSettings
+from megatron_vl.data.storage import join_location
 
 STAGES = ("stage1_projector", "stage2_vit", "stage3_multimodal", "stage4_32k")
 EVAL_DATASET = "eval"
@@ -45,13 +46,14 @@ FROM_HF = "from_hf"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-def packed_dataset_dir(data_root: str | os.PathLike, seq_len: int, kind: str) -> Path:
-    """Where a recipe finds the packed dataset of ``kind`` at ``seq_len``: ``DATA_ROOT/packed/<seq_len>/<kind>``.
+def packed_dataset_dir(data_root: str | os.PathLike, seq_len: int, kind: str) -> str:
+    """Where a recipe finds the packed dataset of ``kind`` at ``seq_len``: ``DATA_ROOT/packed/<seq_len>/<kind>``, a
+    path, or a URL when the data root is one (``s3://bucket/data`` -> ``s3://bucket/data/packed/8192/caption``).
 
     Kinds used by the recipes: ``caption``, ``interleaved``, ``text``, ``ocr``, ``grounding``, ``cot``,
     ``long`` (stage 4's long documents and reasoning), and ``eval`` (the held-out set).
     """
-    return Path(data_root) / "packed" / str(seq_len) / kind
+    return join_location(os.fspath(data_root), "packed", str(seq_len), kind)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.data.packed_format import PackedDataset
+from megatron_vl.data.storage import DEFAULT_RETRY_SECONDS
 
 
 def open_compatible_dataset(
-    directory: str | Path, *, seq_len: int, tokenizer_fingerprint: str, image_settings: ImageSettings
+    directory: str | os.PathLike,
+    *,
+    seq_len: int,
+    tokenizer_fingerprint: str,
+    image_settings: ImageSettings,
+    retry_seconds: float = DEFAULT_RETRY_SECONDS,
 ) -> PackedDataset:
-    """The packed dataset in ``directory``, after checking its manifest against the run's settings."""
+    """The packed dataset in ``directory`` (a local folder or a URL), after checking its manifest against the run's
+    settings; ``retry_seconds`` bounds the retries of a URL's transient errors (``storage.DatasetFiles``)."""
     try:
-        dataset = PackedDataset(Path(directory))
+        dataset = PackedDataset(directory, retry_seconds=retry_seconds)
         dataset.manifest.check_compatible(
             seq_len=seq_len, tokenizer_fingerprint=tokenizer_fingerprint, image_settings=image_settings
         )

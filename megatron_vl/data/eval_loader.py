@@ -31,7 +31,7 @@ class EvalLoader:
             raise ValueError(f"data_parallel_rank={data_parallel_rank} is not in [0, {data_parallel_size})")
         dataset = open_compatible_dataset(
             config.eval_path, seq_len=config.seq_len, tokenizer_fingerprint=tokenizer_fingerprint,
-            image_settings=config.image_settings,
+            image_settings=config.image_settings, retry_seconds=config.remote_retry_seconds,
         )
         wanted = len(dataset) if config.eval_samples is None else config.eval_samples
         if wanted > len(dataset):

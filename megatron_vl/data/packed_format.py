@@ -22,17 +22,19 @@ atomically (a temporary name, then a rename), so a rerun can trust any shard tha
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import re
 import struct
 import tarfile
-from pathlib import Path
+import os
 
 import numpy as np
 
 from megatron_vl.config.serialization import config_from_dict
-from megatron_vl.data.packed_manifest import PackedManifest
+from megatron_vl.data.packed_manifest import MANIFEST_NAME, PackedManifest, read_manifest
+from megatron_vl.data.storage import DEFAULT_RETRY_SECONDS, DatasetFiles
 
 ARRAY_MEMBERS = {  # member suffix -> (dtype, number of dimensions)
     "tokens.npy": ("<i4", 1),
@@ -195,11 +197,19 @@ class PackedSample:
 
 
 class PackedDataset:
-    """Random access to the samples of a packed dataset: ``read(shard, i)`` or ``dataset[global_i]``."""
+    """Random access to the samples of a packed dataset: ``read(shard, i)`` or ``dataset[global_i]``.
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-        self.manifest = PackedManifest.load(self.directory)
+    The dataset is a local folder or a URL (``storage.DatasetFiles``): the manifest and each shard's offsets index
+    are read whole, a sample by one byte-range request, so reading sample i costs the same wherever it is."""
+
+    def __init__(self, location: str | os.PathLike, *, retry_seconds: float = DEFAULT_RETRY_SECONDS) -> None:
+        self.files = DatasetFiles(location, retry_seconds=retry_seconds)
+        self.directory = self.files.location
+        """The local folder (absolute) or the URL, as named in messages and loader states."""
+        manifest_bytes = read_manifest(self.files)
+        self.manifest = PackedManifest.parse(manifest_bytes, where=self.files.path(MANIFEST_NAME))
+        self.manifest_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
+        """Identifies the dataset: a loader state records it and refuses to resume on another."""
         self.shard_sizes = [entry.num_samples for entry in self.manifest.shards]
         self._first_sample = np.cumsum([0] + self.shard_sizes)
         self._offsets: dict[int, np.ndarray] = {}
@@ -211,12 +221,12 @@ class PackedDataset:
         """Byte offsets of the samples of ``shard`` (one more than its sample count)."""
         if shard not in self._offsets:
             entry = self.manifest.shards[shard]
-            path = self.directory / index_name(entry.name)
-            offsets = np.load(path, allow_pickle=False)
+            name = index_name(entry.name)
+            offsets = np.load(io.BytesIO(self.files.read(name)), allow_pickle=False)
             if offsets.shape != (entry.num_samples + 1,):
                 raise ValueError(
-                    f"{path} holds {len(offsets) - 1} offsets but the manifest says {entry.num_samples} "
-                    "samples; run `python -m data_prep verify` on the dataset"
+                    f"{self.files.path(name)} holds {len(offsets) - 1} offsets but the manifest says "
+                    f"{entry.num_samples} samples; run `python -m data_prep verify` on the dataset"
                 )
             self._offsets[shard] = offsets
         return self._offsets[shard]
@@ -226,14 +236,13 @@ class PackedDataset:
         if not 0 <= index < entry.num_samples:
             raise IndexError(f"{entry.name} has {entry.num_samples} samples, asked for sample {index}")
         start, end = self.offsets(shard)[index : index + 2]
-        with open(self.directory / entry.name, "rb") as file:
-            file.seek(int(start))
-            chunk = file.read(int(end - start))
+        chunk = self.files.read(entry.name, int(start), int(end))
         # A shard's sample keys carry the number in its name: pack numbers shards 0, 1, 2, ..., and each of
         # N partitions i, i + N, ..., so that merged partitions keep their shards' names and keys.
         key = sample_key(int(entry.name.removeprefix("packed-").removesuffix(".tar")), index)
+        shard_path = self.files.path(entry.name)
         mismatch = (
-            f"{self.directory / entry.name} sample {index}: the offsets index does not match the shard; "
+            f"{shard_path} sample {index}: the offsets index does not match the shard; "
             "run `python -m data_prep verify` on the dataset"
         )
         members = {}
@@ -246,7 +255,7 @@ class PackedDataset:
                     members[suffix] = tar.extractfile(info).read()
         except tarfile.TarError as error:
             raise ValueError(f"{mismatch} ({error})") from None
-        return PackedSample.from_tar_members(members, where=f"{self.directory / entry.name} sample {key}")
+        return PackedSample.from_tar_members(members, where=f"{shard_path} sample {key}")
 
     def locate(self, index: int) -> tuple[int, int]:
         """(shard number, index in that shard) of sample ``index`` of the dataset."""

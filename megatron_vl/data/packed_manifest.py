@@ -10,6 +10,7 @@ from pathlib import Path
 from megatron_vl.config.serialization import config_from_dict
 from megatron_vl.config.validation import fraction, non_negative_int, one_of, positive_int
 from megatron_vl.data.images import ImageSettings
+from megatron_vl.data.storage import DatasetFiles
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -175,19 +176,20 @@ class PackedManifest:
         return config_from_dict(cls, json.loads(text), where="the manifest")
 
     @classmethod
-    def load(cls, directory: Path) -> "PackedManifest":
-        path = Path(directory) / MANIFEST_NAME
-        if not path.is_file():
-            raise ValueError(
-                f"{path} does not exist: {directory} is not a (finished) packed dataset; "
-                "make one with `python -m data_prep pack`"
-            )
+    def load(cls, directory: str | Path) -> "PackedManifest":
+        """The manifest of the packed dataset at ``directory`` (a local folder or a URL)."""
+        files = DatasetFiles(directory)
+        return cls.parse(read_manifest(files), where=files.path(MANIFEST_NAME))
+
+    @classmethod
+    def parse(cls, data: bytes, *, where: str) -> "PackedManifest":
+        """The manifest in ``data``, read from ``where`` (named in errors)."""
         try:
-            return cls.from_json(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON ({error}); re-run pack") from None
+            return cls.from_json(data.decode())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{where} is not valid JSON ({error}); re-run pack") from None
         except (ValueError, TypeError, AttributeError) as error:
-            raise ValueError(f"{path}: {error}; re-run pack") from None
+            raise ValueError(f"{where}: {error}; re-run pack") from None
 
     def check_compatible(self, *, seq_len: int, tokenizer_fingerprint: str, image_settings: ImageSettings) -> None:
         """Refuse a dataset made for another sequence length, tokenizer or image preprocessing."""
@@ -205,3 +207,14 @@ class PackedManifest:
                 f"packed dataset's image settings differ from the run's (dataset, run): {differing}; "
                 "re-pack the data with the run's image settings"
             )
+
+
+def read_manifest(files: DatasetFiles) -> bytes:
+    """The bytes of ``manifest.json`` in ``files``; ``ValueError`` if the dataset has none."""
+    try:
+        return files.read(MANIFEST_NAME)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise ValueError(
+            f"{files.path(MANIFEST_NAME)} does not exist: {files.location} is not a (finished) packed dataset; "
+            "make one with `python -m data_prep pack`"
+        ) from None

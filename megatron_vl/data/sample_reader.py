@@ -4,6 +4,9 @@ A ``MicroBatchPlan`` names, for every row, the sample to read and the samples th
 it is corrupt (for training: the ones after it in its dataset's shuffled epoch order). ``MicroBatchReader`` is a
 map-style torch ``Dataset`` indexed by plans, so a ``DataLoader`` with any number of worker
 processes returns the micro-batches in plan order: the worker count never changes the batches.
+
+A dataset at a URL is read by each worker process through its own filesystem (``storage.DatasetFiles``); the requests
+it retried after transient errors come back with the result, so the loader counts them whichever process read.
 """
 
 from __future__ import annotations
@@ -54,12 +57,14 @@ class SkippedSample:
 
 @dataclasses.dataclass
 class MicroBatchResult:
-    """What a worker hands back: the batch, what it skipped, and how many samples it read per dataset."""
+    """What a worker hands back: the batch, what it skipped, how many samples it read and how many requests it
+    retried (after transient storage errors) per dataset."""
 
     batch: VLBatch
     skipped: list[SkippedSample]
     reads: dict[int, int]
     plan: MicroBatchPlan
+    retried: dict[int, int] = dataclasses.field(default_factory=dict)
 
 
 class MicroBatchReader(torch.utils.data.Dataset):
@@ -88,6 +93,7 @@ class MicroBatchReader(torch.utils.data.Dataset):
 
     def __getitem__(self, plan: MicroBatchPlan) -> MicroBatchResult:
         samples, patches, ids, skipped, reads = [], [], [], [], {}
+        retries_before = [dataset.files.retries for dataset in self.datasets]
         for slot in plan.slots:
             for sample in slot.candidates:
                 reads[slot.dataset] = reads.get(slot.dataset, 0) + 1
@@ -110,7 +116,13 @@ class MicroBatchReader(torch.utils.data.Dataset):
                     f"dataset is damaged: run `python -m data_prep verify {directory}` and re-pack or restore "
                     "the shards it reports"
                 )
-        return MicroBatchResult(build_batch(samples, patches, ids, self.image_settings.patch_dim), skipped, reads, plan)
+        retried = {
+            k: dataset.files.retries - before
+            for k, (dataset, before) in enumerate(zip(self.datasets, retries_before))
+            if dataset.files.retries != before
+        }
+        batch = build_batch(samples, patches, ids, self.image_settings.patch_dim)
+        return MicroBatchResult(batch, skipped, reads, plan, retried)
 
 
 def _as_is(result: MicroBatchResult) -> MicroBatchResult:

@@ -9,6 +9,9 @@ data-parallel size and sees exactly the samples an uninterrupted run would.
 A corrupt sample is replaced by the next sample of its dataset in the epoch's shuffled order (up
 to ``MAX_REPLACEMENTS`` tries), logged and counted. The replacement depends only on the data, so a resumed
 run makes the same one. Past ``max_corrupt_fraction`` of a dataset's reads the run stops.
+
+A dataset may be at a URL (``storage.DatasetFiles``): requests retried after transient errors are logged and counted
+per dataset (``retried`` in the state); a request that stays unreadable stops the run with ``RemoteReadError``.
 """
 
 from __future__ import annotations
@@ -25,9 +28,7 @@ from megatron_vl.config.data import DataConfig
 from megatron_vl.data.batch import VLBatch
 from megatron_vl.data.blending import BlendedStream, StreamCursor
 from megatron_vl.data.compatibility import open_compatible_dataset
-from megatron_vl.data.packed_manifest import MANIFEST_NAME
 from megatron_vl.data.sample_reader import MicroBatchPlan, MicroBatchReader, MicroBatchResult, SlotPlan, read_in_order
-from megatron_vl.files import sha256_file
 
 STATE_FORMAT = 1
 MAX_REPLACEMENTS = 8
@@ -38,14 +39,16 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class ReadCounts:
-    """Samples read from one dataset and how many of them were corrupt."""
+    """Samples read from one dataset, how many of them were corrupt, and how many requests for them were retried."""
 
     read: int = 0
     skipped: int = 0
+    retried: int = 0
 
     def add(self, other: "ReadCounts") -> None:
         self.read += other.read
         self.skipped += other.skipped
+        self.retried += other.retried
 
 
 class TrainLoader:
@@ -72,11 +75,11 @@ class TrainLoader:
         self.datasets = [
             open_compatible_dataset(
                 entry.path, seq_len=config.seq_len, tokenizer_fingerprint=tokenizer_fingerprint,
-                image_settings=config.image_settings,
+                image_settings=config.image_settings, retry_seconds=config.remote_retry_seconds,
             )
             for entry in config.blend
         ]
-        self._manifest_sha256 = [sha256_file(dataset.directory / MANIFEST_NAME) for dataset in self.datasets]
+        self._manifest_sha256 = [dataset.manifest_sha256 for dataset in self.datasets]
         self.stream = BlendedStream([len(dataset) for dataset in self.datasets], [e.weight for e in config.blend], config.seed)
         self.reader = MicroBatchReader(self.datasets, config.image_settings)
         self._cursor = self.stream.start()
@@ -137,6 +140,12 @@ class TrainLoader:
     def _account(self, result: MicroBatchResult, step_counts: list[ReadCounts]) -> None:
         for dataset, reads in result.reads.items():
             step_counts[dataset].read += reads
+        for dataset, retried in result.retried.items():
+            step_counts[dataset].retried += retried
+            logger.warning(
+                "%d requests to %s retried after transient errors [%d retried since the run began]",
+                retried, self.datasets[dataset].directory, self._totals(dataset, step_counts).retried,
+            )
         for skip in result.skipped:
             step_counts[skip.dataset].skipped += 1
             totals = self._totals(skip.dataset, step_counts)
@@ -185,6 +194,7 @@ class TrainLoader:
                 "epoch": drawn // len(dataset),
                 "read": self._resumed[k].read + counts[k].read,
                 "skipped": self._resumed[k].skipped + counts[k].skipped,
+                "retried": self._resumed[k].retried + counts[k].retried,
             })
         return {
             "format": STATE_FORMAT,
@@ -204,9 +214,9 @@ class TrainLoader:
                 "only serves when every rank is a data-parallel rank)"
             )
         device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(group) == "nccl" else "cpu"
-        values = torch.tensor([[c.read, c.skipped] for c in self._counts], dtype=torch.int64, device=device)
+        values = torch.tensor([[c.read, c.skipped, c.retried] for c in self._counts], dtype=torch.int64, device=device)
         dist.all_reduce(values, group=group)
-        return [ReadCounts(read, skipped) for read, skipped in values.tolist()]
+        return [ReadCounts(*row) for row in values.tolist()]
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state`` (from ``state_dict``, at this or another data-parallel size)."""
@@ -238,7 +248,10 @@ class TrainLoader:
                 f"{state['consumed_samples']}; the checkpoint is damaged, resume from an earlier one"
             )
         self._cursor = StreamCursor(int(state["consumed_samples"]), drawn)
-        self._resumed = [ReadCounts(int(saved["read"]), int(saved["skipped"])) for saved in state["datasets"]]
+        # States saved before datasets could be at a URL have no "retried": none were.
+        self._resumed = [
+            ReadCounts(int(saved["read"]), int(saved["skipped"]), int(saved.get("retried", 0))) for saved in state["datasets"]
+        ]
         self._counts = [ReadCounts() for _ in self.datasets]
         self._micro_batches_in_step = 0
         self._iteration += 1

@@ -2,10 +2,13 @@
 
 Paths come from the command line, with defaults from environment variables (what ``launch/`` exports)::
 
-    MVL_DATA_ROOT        packed datasets, read as DATA_ROOT/packed/<seq_len>/<kind>   (default ./data)
+    MVL_DATA_ROOT        packed datasets, read as DATA_ROOT/packed/<seq_len>/<kind>   (default ./data; may be a URL)
     MVL_CHECKPOINT_ROOT  one folder per stage: CHECKPOINT_ROOT/<stage>               (default ./checkpoints)
     MVL_LOG_ROOT         TensorBoard, metrics.jsonl and config.json: LOG_ROOT/<stage>  (default CHECKPOINT_ROOT/logs)
     MVL_TOKENIZER        tokenizer.json / .model or its folder                         (default DATA_ROOT/tokenizer)
+
+The data root may be a URL (``s3://bucket/data``, ``https://host/data``): the loader reads the packed datasets from
+there (``megatron_vl.data.storage``). The tokenizer and the checkpoint and log roots are local paths.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from megatron_vl.config.data import DataConfig
 from megatron_vl.config.model import VLModelConfig, model_preset
 from megatron_vl.config.recipe import EVAL_DATASET, StageRecipe, packed_dataset_dir
+from megatron_vl.data.storage import is_url
 from megatron_vl.runtime.platform import Platform
 from megatron_vl.tokenizer import Tokenizer
 
@@ -33,7 +37,7 @@ class RunPaths:
     """Where a run reads and writes."""
 
     data_root: str
-    """Root of the packed datasets (``packed/<seq_len>/<kind>`` below it)."""
+    """Root of the packed datasets (``packed/<seq_len>/<kind>`` below it): a local path or a URL."""
     checkpoint_root: str
     """Root of every stage's checkpoint folder."""
     log_root: str
@@ -49,8 +53,19 @@ class RunPaths:
         values["data_root"] = values["data_root"] or "data"
         values["checkpoint_root"] = values["checkpoint_root"] or "checkpoints"
         values["log_root"] = values["log_root"] or os.path.join(values["checkpoint_root"], "logs")
+        if is_url(values["data_root"]) and not values["tokenizer"]:
+            raise ValueError(
+                f"the data root {values['data_root']} is a URL and the tokenizer is read from a local path: give it "
+                "with --tokenizer or MVL_TOKENIZER (e.g. a copy of DATA_ROOT/tokenizer)"
+            )
         values["tokenizer"] = values["tokenizer"] or os.path.join(values["data_root"], "tokenizer")
-        return cls(**{name: os.path.abspath(value) for name, value in values.items()})
+        for name in ("checkpoint_root", "log_root", "tokenizer"):
+            if is_url(values[name]):
+                raise ValueError(
+                    f"{PATH_ENVIRONMENT[name]} / --{name.replace('_', '-')} is the URL {values[name]}: only the data "
+                    "root may be a URL; give a local (or shared-filesystem) path"
+                )
+        return cls(**{name: value if is_url(value) else os.path.abspath(value) for name, value in values.items()})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

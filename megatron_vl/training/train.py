@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"stage recipe: one of {', '.join(STAGES)}, a module path, or a .py file defining recipe(model)")
     parser.add_argument("--model", default=os.environ.get("MVL_MODEL", "mimo_vl_7b"), choices=sorted(PRESETS),
                         help="model preset (default: $MVL_MODEL, else mimo_vl_7b)")
-    parser.add_argument("--data-root", help="packed datasets root (default: $MVL_DATA_ROOT, else ./data)")
+    parser.add_argument("--data-root", help="packed datasets root, a path or a URL such as s3://bucket/data "
+                                             "(default: $MVL_DATA_ROOT, else ./data)")
     parser.add_argument("--checkpoint-root", help="checkpoint root, one folder per stage (default: $MVL_CHECKPOINT_ROOT)")
     parser.add_argument("--log-root", help="TensorBoard / metrics root, one folder per stage (default: $MVL_LOG_ROOT)")
     parser.add_argument("--tokenizer", help="tokenizer file or folder (default: $MVL_TOKENIZER, else DATA_ROOT/tokenizer)")

@@ -94,6 +94,16 @@ def test_paths_come_from_arguments_then_environment(tmp_path):
     assert RunPaths.from_environment(environ, data_root="/x").tokenizer == "/x/tokenizer"
 
 
+def test_a_url_data_root_gives_url_datasets_and_a_local_tokenizer():
+    paths = RunPaths.from_environment({"MVL_DATA_ROOT": "s3://bucket/data/"}, tokenizer="/t/tok.json")
+    assert paths.data_root == "s3://bucket/data/" and paths.tokenizer == "/t/tok.json"
+    assert packed_dataset_dir(paths.data_root, 8192, "caption") == "s3://bucket/data/packed/8192/caption"
+    with pytest.raises(ValueError, match="data root s3://bucket/data is a URL.*--tokenizer or MVL_TOKENIZER"):
+        RunPaths.from_environment({"MVL_DATA_ROOT": "s3://bucket/data"})
+    with pytest.raises(ValueError, match="MVL_CHECKPOINT_ROOT / --checkpoint-root is the URL s3://b/c: only the data root"):
+        RunPaths.from_environment({}, checkpoint_root="s3://b/c")
+
+
 def _recipe(**changes):
     return dataclasses.replace(load_recipe("stage1_projector", "tiny"), **changes)
 

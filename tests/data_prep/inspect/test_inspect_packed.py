@@ -11,6 +11,7 @@ from data_prep.inspect.inspect_packed import describe_sample
 from megatron_vl.data.packed_format import PackedDataset
 from megatron_vl.tokenizer import load_tokenizer
 from tests.data_prep.sample_corpus import build_packed_dataset
+from tests.object_storage_servers import HttpServer
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +75,14 @@ def test_wrong_tokenizer_is_refused(packed, tmp_path, capsys):
     other.write_text(json.dumps(content))
     assert main(["inspect", str(packed[1]), "--sample", "0", "--tokenizer", str(other)]) == 2
     assert "is not the one" in capsys.readouterr().err
+
+
+def test_a_dataset_at_a_url_is_inspected_as_the_local_folder(packed, capsys):
+    tokenizer_path, directory = packed
+    with HttpServer(directory.parent) as server:
+        url = f"{server.url}/{directory.name}"
+        for command in (["inspect", "{}"], ["inspect", "{}", "--sample", "1", "--tokenizer", str(tokenizer_path)]):
+            assert main([part.format(directory) for part in command]) == 0
+            local = capsys.readouterr().out
+            assert main([part.format(url) for part in command]) == 0
+            assert capsys.readouterr().out == local.replace(str(directory), url)

@@ -97,3 +97,9 @@ def test_deep_check_compares_counts_with_the_manifest(copy):
     save_manifest(manifest, copy)
     problems = verify_dataset(copy, deep=True, progress=False)
     assert any("tokens_per_kind" in problem for problem in problems), problems
+
+
+def test_a_url_is_refused_with_the_way_to_verify_it(capsys):
+    assert main(["verify", "s3://bucket/packed"]) != 0
+    error = capsys.readouterr().err
+    assert "verify reads a local folder, not the URL s3://bucket/packed" in error and "aws s3 sync" in error
