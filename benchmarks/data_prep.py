@@ -207,7 +207,7 @@ def jpeg_corpus(root: Path, documents: int) -> tuple[int, int]:
 
 def _prepare(raw: Path, out: Path, tokenizer: Path, partition: str | None) -> None:
     extra = ["--partition", partition] if partition else []
-    call(ingest, "--input", raw, "--out", out / "shards", "--workers", 1, *extra)
+    call(ingest, "--input", raw, "--out", out / "shards", "--workers", 1, "--dedup-kinds", "", *extra)
     call(pack, "--input", out / "shards", "--tokenizer", tokenizer, "--out", out / "packed", "--seq-len", 8192,
          "--workers", 1, *extra)
 
@@ -220,7 +220,8 @@ def scale_out(documents: int) -> dict:
         root = Path(root)
         documents, images = jpeg_corpus(root / "raw", documents)
         call(train_tokenizer, "--input", root / "raw", "--vocab-size", 4096, "--out", root / "tok")
-        ingest_seconds = call(ingest, "--input", root / "raw", "--out", root / "one" / "shards", "--workers", 1)
+        ingest_seconds = call(ingest, "--input", root / "raw", "--out", root / "one" / "shards", "--workers", 1,
+                              "--dedup-kinds", "")
         pack_seconds = call(pack, "--input", root / "one" / "shards", "--tokenizer", root / "tok", "--out",
                             root / "one" / "packed", "--seq-len", 8192, "--workers", 1)
         manifest = PackedManifest.load(root / "one" / "packed")
@@ -251,8 +252,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes for the multi-process throughput rows")
     parser.add_argument("--images", type=int, default=12, help="photos for the preprocessing comparison")
     parser.add_argument("--jpeg-documents", type=int, default=400, help="documents of the JPEG corpus for section 4")
+    parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3, 4], help="which sections to run")
     args = parser.parse_args()
 
+    if 1 in args.sections:
+        packing_section(args)
+    if 2 in args.sections:
+        throughput_section(args)
+    if 3 in args.sections:
+        preprocessing_section(args)
+    if 4 in args.sections:
+        scale_out_section(args)
+
+
+def packing_section(args) -> None:
     print(f"\n1. packing efficiency (non-padding tokens / all tokens), {args.documents} documents, "
           f"window {args.window}; target >= {TARGET_UTILISATION:.0%}")
     print(f"{'seq_len':>8}{'docs':>9}{'one per seq':>13}{'greedy':>10}{'pack':>10}{'sequences':>11}{'plan s':>8}  ok")
@@ -260,12 +273,16 @@ def main() -> None:
         print(f"{seq_len:>8}{docs:>9}{one:>13.4f}{greedy:>10.4f}{planned:>10.4f}{sequences:>11}{seconds:>8.2f}  "
               f"{'yes' if planned >= TARGET_UTILISATION else 'NO'}")
 
+
+def throughput_section(args) -> None:
     print(f"\n2. throughput on the demo corpus ({args.samples_per_kind} documents per kind, seq_len 8192 for pack)")
     print(f"{'step':<8}{'workers':>8}{'samples':>9}{'seconds':>9}{'samples/s':>11}{'per process':>13}")
     for step, workers, samples, seconds in throughput(args.samples_per_kind, args.workers):
         print(f"{step:<8}{workers:>8}{samples:>9}{seconds:>9.2f}{samples / seconds:>11.1f}"
               f"{samples / seconds / workers:>13.1f}")
 
+
+def preprocessing_section(args) -> None:
     print(f"\n3. image preprocessing, {args.images} photos of 640x480 to 2048x1536 "
           f"(target >= {TARGET_PREPROCESSING_SPEEDUP:.0f}x the processor)")
     print(f"{'comparison':<50}{'processor s':>12}{'ours s':>9}{'speedup':>9}")
@@ -274,6 +291,8 @@ def main() -> None:
         print(f"{name:<50}{timings['hf']:>12.3f}{ours:>9.3f}{ratio:>8.2f}x")
 
 
+
+def scale_out_section(args) -> None:
     result = scale_out(args.jpeg_documents)
     hours = node_hours(result)
     one = result["ingest_seconds"] + result["pack_seconds"]
