@@ -22,7 +22,7 @@ from typing import BinaryIO, TypeVar
 import fsspec
 from webdataset.gopen import gopen_pipe
 
-from data_prep.ingest.input_locations import is_pipe, is_url, public_location
+from data_prep.ingest.input_locations import is_pipe, is_url
 from megatron_vl.config.validation import non_negative_number, positive_int
 
 Item = TypeVar("Item")
@@ -55,13 +55,17 @@ class UnreadableInput(Exception):
 
 
 def read_errors() -> tuple[type[BaseException], ...]:
-    """What a failed read raises: OS and network errors (s3fs and gcsfs raise OSError subclasses,
-    aiohttp its own), and tarfile's and gzip's for cut or corrupt data."""
+    """What a failed read raises: OS and network errors (OSError; aiohttp's and botocore's own where
+    fsspec's HTTP or s3fs lets them through), and tarfile's and gzip's for cut or corrupt data."""
     errors: list[type[BaseException]] = [OSError, EOFError, tarfile.TarError, gzip.BadGzipFile]
     with contextlib.suppress(ImportError):
         import aiohttp
 
         errors.append(aiohttp.ClientError)
+    with contextlib.suppress(ImportError):
+        import botocore.exceptions
+
+        errors.append(botocore.exceptions.BotoCoreError)
     return tuple(errors)
 
 
@@ -95,7 +99,7 @@ def read_with_retries(
 ) -> Iterator[Item]:
     """``read(stream)`` of the location, retried from the start on a failed read; on a retry the first
     items (as many as were yielded) are read again, compared by ``identity`` and not yielded again.
-    Raises ``UnreadableInput`` when the last attempt fails, or at once for a missing or forbidden location."""
+    Raises ``UnreadableInput`` when the last attempt fails."""
     yielded: list[object] = []
     errors = read_errors()
     last_error = ""
@@ -118,8 +122,7 @@ def read_with_retries(
                 raise UnreadableInput(location, f"a retry read {read_now} items, an earlier read {len(yielded)}: "
                                       "the input changed while ingest read it", len(yielded))
             return
-        except (FileNotFoundError, PermissionError) as error:
-            raise UnreadableInput(location, f"{_describe(error)} (not retried)", len(yielded)) from None
+        # A missing object is retried too: fsspec's HTTP reports an unreachable server as FileNotFoundError.
         except errors as error:
             last_error = _describe(error)
     raise UnreadableInput(location, f"{retry.attempts} reads failed, the last with {last_error}", len(yielded))
@@ -131,5 +134,5 @@ def _describe(error: BaseException) -> str:
 
 def describe_failure(failure: UnreadableInput) -> str:
     """The reject-log detail of an unreadable location."""
-    return (f"{public_location(failure.location)}: {failure.detail}; {failure.documents_read} documents were read "
-            "from it before (they are ingested), any after are missing")
+    return (f"{failure.detail}; {failure.documents_read} documents were read from it before (they are ingested), "
+            "any after are missing")
