@@ -10,6 +10,7 @@ import tarfile
 import pytest
 from PIL import Image
 
+from data_prep.ingest import command as ingest
 from data_prep.ingest import input_streams
 from data_prep.ingest.input_locations import find_inputs, public_location
 from data_prep.ingest.input_streams import RetrySettings, UnreadableInput, read_with_retries
@@ -19,7 +20,6 @@ from megatron_vl.runtime.distributed import free_local_port
 from tests.data_prep.cli import run_subcommand
 from tests.data_prep.ingest.test_ingest import add_member
 from tests.object_storage_servers import HttpServer, S3Server, TcpProxy, s3_environment
-from data_prep.ingest import command as ingest
 
 SHARDS = 3
 SAMPLES_PER_SHARD = 4
@@ -100,6 +100,12 @@ def s3_bucket(raw_shards, monkeypatch):
         for shard in range(SHARDS):
             fs.put_file(str(raw_shards / f"shard-{shard:03d}.tar"), f"raw/shard-{shard:03d}.tar")
         yield proxy
+
+
+@pytest.fixture
+def http_server(raw_shards):
+    with HttpServer(raw_shards) as server:
+        yield server
 
 
 def test_brace_patterns_expand_in_order_and_local_inputs_must_exist(raw_shards):
@@ -183,12 +189,6 @@ def test_a_server_stopped_mid_ingest_and_restarted_is_survived(store, raw_shards
     run_ingest(tmp_path, location, attempts=4)
     assert_same_samples_as_local(tmp_path, local_ingest, raw_shards, source_prefix)
     assert opened[1] == opened[2] and len(backoffs) >= 1
-
-
-@pytest.fixture
-def http_server(raw_shards):
-    with HttpServer(raw_shards) as server:
-        yield server
 
 
 def test_a_truncated_shard_is_retried_then_reported_with_its_url(raw_shards, tmp_path, monkeypatch, capsys):
