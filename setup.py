@@ -24,6 +24,7 @@ setup(
         "matplotlib>=3.7",
         "fsspec>=2024.6",
         "webdataset>=0.2.100",
+        "braceexpand>=0.1.7",
     ],
     extras_require={
         "gpu": ["transformer-engine[pytorch]>=2.0", "flash-attn>=2.6"],

@@ -22,14 +22,17 @@ from megatron_vl.files import atomic_file
 TAR_BLOCK = 512
 
 
-def iter_keyed_members(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """``(key, {suffix: bytes})`` of each sample of a tar, streamed in order.
+def iter_keyed_members(source: str | BinaryIO) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """``(key, {suffix: bytes})`` of each sample of a tar (a path or a binary stream), streamed in order.
 
     A member's key is its name up to the first dot of its file name (folders included), its
-    suffix the rest (``a/b.img0.png`` -> key ``a/b``, suffix ``img0.png``).
+    suffix the rest (``a/b.img0.png`` -> key ``a/b``, suffix ``img0.png``). A tar that stops before
+    its end-of-archive block raises ``tarfile.ReadError`` (tarfile itself takes a cut at a header
+    boundary for the end); the samples before the cut have been yielded by then, the last one not.
     """
     key, members = None, {}
-    with tarfile.open(path, mode="r|") as tar:
+    opened = tarfile.open(source, mode="r|") if isinstance(source, str) else tarfile.open(fileobj=source, mode="r|")
+    with opened as tar:
         for info in tar:
             if not info.isfile():
                 continue
@@ -41,6 +44,11 @@ def iter_keyed_members(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
                 members = {}
             key = member_key
             members[suffix] = tar.extractfile(info).read()
+        # tarfile ends the member list on a zero block (read whole) or on a short or empty header read (a cut).
+        if tar.fileobj.tell() != tar.offset + TAR_BLOCK:
+            name = source if isinstance(source, str) else getattr(source, "name", "the tar stream")
+            raise tarfile.ReadError(f"{name} ends at byte {tar.fileobj.tell()} without the end-of-archive block: "
+                                    "it is truncated")
     if key is not None:
         yield key, members
 

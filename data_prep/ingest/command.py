@@ -1,15 +1,18 @@
 """Turn raw JSONL / webdataset documents into sample shards (one document per sample).
 
 Inputs are JSONL files (one document per line, image paths relative to --image-root, by default
-the JSONL's folder) and webdataset tars; directories are searched for both. Each document's images
+the JSONL's folder) and webdataset tars; directories are searched for both. Inputs may be URLs
+(s3://, gs://, http(s)://) or pipe: commands and may hold brace patterns, as webdataset takes them;
+a read that fails is retried from the start, then reported (unreadable_shard). Each document's images
 are decoded, EXIF-rotated, converted to RGB and resized as Qwen2VLImageProcessor does, then stored
 losslessly; grounding and OCR boxes are rewritten in pixels of the resized image. Every bad
 document is skipped with a line in the reject log (its file and line, or tar and key, and why);
 the summary counts documents per kind and rejects per reason. Output is identical whatever the
 number of workers. The raw schema of each kind is in the README ("Data preparation").
 
-example:
+examples:
   python -m data_prep ingest --input raw/ --out shards/ --workers 8 --near-dup
+  python -m data_prep ingest --input 's3://bucket/laion/{000000..000123}.tar' --out shards/ --kind caption
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import os
 import time
 
 from data_prep.ingest.image_dedup import ImageDeduplicator
-from data_prep.ingest.raw_sources import count_documents, find_inputs, iter_items
+from data_prep.ingest.input_locations import find_inputs, public_location
+from data_prep.ingest.input_streams import RetrySettings
+from data_prep.ingest.raw_sources import count_documents, iter_items
 from data_prep.ingest.rejects import Reject, RejectLog, RejectReason
 from data_prep.ingest.sample_builder import BuildSettings, init_worker, process_item
 from data_prep.parallel_map import ordered_map
@@ -41,9 +46,11 @@ DEFAULT_DEDUP_KINDS = "caption,ocr"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = ImageSettings()
+    defaults, retry = ImageSettings(), RetrySettings()
     parser.add_argument("--input", nargs="+", required=True, metavar="PATH",
-                        help="JSONL files (*.jsonl, *.jsonl.gz), webdataset tars (*.tar), or directories of them")
+                        help="JSONL files (*.jsonl, *.jsonl.gz), webdataset tars (*.tar), or directories of them; "
+                             "URLs (s3://, gs://, http(s)://) and pipe: commands; brace patterns "
+                             "(shards/{000000..000123}.tar) are expanded")
     parser.add_argument("--out", required=True, help="output directory for samples-*.tar and ingest_manifest.json")
     parser.add_argument("--kind", choices=KINDS, help="kind of records that have no 'kind' field")
     parser.add_argument("--image-root", help="directory image paths of JSONL records start from (default: the JSONL's directory)")
@@ -68,6 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ingest only partition I of N of the sorted inputs, into OUT/partition-IIIII-of-NNNNN/ "
                              "(skipped when finished; duplicates across partitions are dropped by dedup-plan and "
                              "dedup-apply)")
+    parser.add_argument("--read-attempts", type=int, default=retry.attempts,
+                        help=f"reads of an input before it is reported unreadable (default {retry.attempts})")
+    parser.add_argument("--retry-backoff", type=float, default=retry.backoff_s, metavar="SECONDS",
+                        help=f"wait before the first retry, doubled before each further one (default {retry.backoff_s})")
 
 
 def _shard_limit(text: str) -> ShardLimit:
@@ -105,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     )
     positive_int("ingest", "workers", args.workers)
     dedup_kinds = _dedup_kinds(args.dedup_kinds)
+    retry = RetrySettings(attempts=args.read_attempts, backoff_s=args.retry_backoff)
     inputs = find_inputs(args.input)
     out, partition = args.out, args.partition
     if partition is not None:
@@ -112,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--reject-log cannot be given with --partition: each partition logs into its own folder")
         inputs = partition.select(inputs)
         out = os.path.join(args.out, partition.folder)
-        identity = {"partition": str(partition), "inputs": inputs, "settings": _settings_of(args)}
+        identity = {"partition": str(partition), "inputs": [public_location(location) for location in inputs],
+                    "settings": _settings_of(args)}
         if finished(out, identity):
             print(f"{out} is finished already (partition {partition}); nothing to do")
             return 0
@@ -125,8 +138,9 @@ def run(args: argparse.Namespace) -> int:
     writer = SampleShardWriter(out, args.shard_size)
     kinds: collections.Counter[str] = collections.Counter()
     per_input: collections.Counter[str] = collections.Counter()
+    unreadable: dict[str, str] = {}
     num_images = 0
-    items = (item for path in inputs for item in iter_items(path, args.image_root))
+    items = (item for location in inputs for item in iter_items(location, args.image_root, retry))
     # Within a partition nothing is dropped as a duplicate yet: every deduplicable sample's image hashes
     # are written, and dedup-plan replays them in the global input order, as one process would.
     hashes_file = open(os.path.join(out, IMAGE_HASHES_NAME), "w", encoding="utf-8") if partition is not None else None
@@ -136,14 +150,18 @@ def run(args: argparse.Namespace) -> int:
             process_item, items, workers=args.workers, initializer=init_worker, initargs=(settings,)
         )
         for outcome in outcomes:
-            bar.update()
             source = outcome.source if isinstance(outcome, Reject) else outcome.meta.source
-            path = source.get("file") or source.get("tar")
-            ordinal = per_input[path]
-            per_input[path] += 1
+            location = source.get("file") or source.get("tar")
+            if isinstance(outcome, Reject) and outcome.reason == RejectReason.UNREADABLE_SHARD:
+                unreadable[location] = outcome.detail
+                rejects.add(outcome)
+                continue
+            bar.update()
+            ordinal = per_input[location]
+            per_input[location] += 1
             key = sample_key(sum(kinds.values()))
             if hashes_file is not None and not isinstance(outcome, Reject) and outcome.meta.kind in dedup_kinds:
-                hashes_file.write(json.dumps({"key": key, "input": path, "ordinal": ordinal,
+                hashes_file.write(json.dumps({"key": key, "input": location, "ordinal": ordinal,
                                               "sha256s": outcome.sha256s, "phashes": outcome.phashes}) + "\n")
             elif not isinstance(outcome, Reject) and outcome.meta.kind in dedup_kinds:
                 duplicate = deduplicator.find(outcome.sha256s, outcome.phashes)
@@ -175,7 +193,10 @@ def run(args: argparse.Namespace) -> int:
         shards=shards,
         rejects=dict(sorted(rejects.counts.items())),
         num_rejected=sum(rejects.counts.values()),
-        inputs=[InputDocuments(path=path, documents=per_input[path]) for path in inputs],
+        inputs=[
+            InputDocuments(path=location, documents=per_input[location], unreadable=unreadable.get(location))
+            for location in map(public_location, inputs)
+        ],
         dedup=DedupSettings(kinds=dedup_kinds, near_dup_distance=args.near_dup,
                             pending=partition is not None and bool(dedup_kinds)),
         png_compression=args.png_compression,
@@ -193,6 +214,7 @@ def _arguments(args: argparse.Namespace) -> dict:
     values = {name: value for name, value in vars(args).items() if name not in ("run", "subcommand")}
     values["shard_size"] = dataclasses.asdict(args.shard_size)
     values["partition"] = None if args.partition is None else str(args.partition)
+    values["input"] = [public_location(argument) for argument in args.input]
     return values
 
 
@@ -203,7 +225,8 @@ def _settings_of(args: argparse.Namespace) -> dict:
 
 
 def _print_summary(manifest: IngestManifest, reject_path: str, seconds: float) -> None:
-    documents = manifest.num_samples + manifest.num_rejected
+    unreadable = [entry for entry in manifest.inputs if entry.unreadable is not None]
+    documents = manifest.num_samples + manifest.num_rejected - len(unreadable)
     total_bytes = sum(shard.bytes for shard in manifest.shards)
     print(f"\ningested {manifest.num_samples} of {documents} documents ({manifest.num_images} images) into "
           f"{len(manifest.shards)} shards, {total_bytes / 1e6:.1f} MB, in {seconds:.1f}s "
@@ -217,3 +240,8 @@ def _print_summary(manifest: IngestManifest, reject_path: str, seconds: float) -
             print(f"  {reason:<22}{count:>9}")
     else:
         print("  no document was rejected")
+    if unreadable:
+        print(f"  {len(unreadable)} of {len(manifest.inputs)} inputs could not be read to their end "
+              f"(unreadable_shard; their documents after the failure are missing):")
+        for entry in unreadable:
+            print(f"    {entry.path}: {entry.unreadable}")

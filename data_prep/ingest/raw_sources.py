@@ -1,5 +1,6 @@
-"""The inputs of ``ingest``: JSONL files (one raw record per line, images on disk) and existing
-webdataset tars (one raw record per key, images as members of the same key).
+"""The inputs of ``ingest``: JSONL files (one raw record per line, images in files) and existing
+webdataset tars (one raw record per key, images as members of the same key), each read from a local
+path, a URL or a ``pipe:`` command (``input_locations``) with retries (``input_streams``).
 
 A webdataset sample is the group of consecutive members sharing a key (the member name up to the
 first dot of its file name). Its ``{key}.json`` holds a raw record whose image fields name members
@@ -12,17 +13,21 @@ without ``image`` takes the key's only image member.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import os
+import posixpath
 from collections.abc import Iterator
 
+import fsspec
+
+from data_prep.ingest.input_locations import is_tar, is_url, public_location
+from data_prep.ingest.input_streams import (
+    RetrySettings, UnreadableInput, describe_failure, open_location, read_errors, read_with_retries,
+)
 from data_prep.ingest.raw_schema import RejectError
 from data_prep.ingest.rejects import RejectReason
 from data_prep.webdataset_tar import iter_keyed_members
 
-JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
-TAR_SUFFIX = ".tar"
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
 
 
@@ -31,11 +36,14 @@ class WorkItem:
     """One input document, as it travels to a worker process."""
 
     source: dict
-    """``{"file", "line"}`` or ``{"tar", "key"}``: where it came from (logged and stored)."""
+    """``{"file", "line"}`` or ``{"tar", "key"}``: where it came from (logged and stored); ``{"file"}`` or
+    ``{"tar"}`` alone for an input that could not be read to its end."""
+    unreadable: str | None = None
+    """Not a document: why its input could not be read to its end after all retries (a reject)."""
     record: bytes | None = None
     """JSONL input: the line."""
     image_root: str | None = None
-    """JSONL input: the directory relative image paths start from."""
+    """JSONL input: the directory (or URL folder) relative image paths start from."""
     members: dict[str, bytes] | None = None
     """Webdataset input: member suffix -> bytes of the key."""
 
@@ -48,13 +56,14 @@ class WorkItem:
                     f"no member {self.source['key']}.{reference} in the tar (members: {sorted(self.members)})",
                 )
             return self.members[reference]
-        path = os.path.join(self.image_root, reference)
+        remote = is_url(self.image_root)
+        path = posixpath.join(self.image_root, reference) if remote else os.path.join(self.image_root, reference)
         try:
-            with open(path, "rb") as file:
+            with fsspec.open(path, "rb") if remote else open(path, "rb") as file:
                 return file.read()
         except FileNotFoundError:
             raise RejectError(RejectReason.MISSING_IMAGE, f"image file {path} does not exist") from None
-        except OSError as error:
+        except read_errors() as error:
             raise RejectError(RejectReason.UNREADABLE_IMAGE, f"cannot read image file {path}: {error}") from None
 
 
@@ -77,53 +86,36 @@ def webdataset_record(members: dict[str, bytes], default_kind: str | None) -> di
     return record
 
 
-def find_inputs(paths: list[str]) -> list[str]:
-    """The JSONL and tar files named by ``paths`` (directories are searched recursively, sorted)."""
-    found = []
-    for path in paths:
-        if os.path.isdir(path):
-            matches = [
-                os.path.join(folder, name)
-                for folder, _, names in os.walk(path)
-                for name in names
-                if name.endswith(JSONL_SUFFIXES + (TAR_SUFFIX,))
-            ]
-            if not matches:
-                raise ValueError(f"input directory {path} holds no *.jsonl, *.jsonl.gz or *.tar files")
-            found.extend(sorted(matches))
-        elif os.path.isfile(path):
-            if not path.endswith(JSONL_SUFFIXES + (TAR_SUFFIX,)):
-                raise ValueError(f"input {path} is neither JSONL (*.jsonl, *.jsonl.gz) nor a webdataset tar (*.tar)")
-            found.append(path)
-        else:
-            raise ValueError(f"input {path} does not exist")
-    return found
-
-
-def count_documents(path: str) -> int | None:
-    """Non-blank lines of a JSONL file (for the progress bar); None for tars (unknown until read)."""
-    if path.endswith(TAR_SUFFIX):
+def count_documents(location: str) -> int | None:
+    """Non-blank lines of a local JSONL file (for the progress bar); None for tars and remote inputs
+    (unknown until read, and counting would read them twice)."""
+    if is_tar(location) or is_url(location):
         return None
-    with _open_jsonl(path) as file:
+    with open_location(location) as file:
         return sum(1 for line in file if line.strip())
 
 
-def _open_jsonl(path: str):
-    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
-
-
-def iter_items(path: str, image_root: str | None) -> Iterator[WorkItem]:
-    """The documents of one input file; blank JSONL lines are not documents and are passed over."""
-    if path.endswith(TAR_SUFFIX):
-        yield from _iter_tar(path)
+def iter_items(location: str, image_root: str | None, retry: RetrySettings) -> Iterator[WorkItem]:
+    """The documents of one input location; blank JSONL lines are not documents and are passed over.
+    An input that cannot be read to its end (after retries) ends with one ``unreadable`` item."""
+    public = public_location(location)
+    if is_tar(location):
+        try:
+            for key, members in read_with_retries(location, iter_keyed_members, lambda sample: sample[0], retry):
+                yield WorkItem(source={"tar": public, "key": key}, members=members)
+        except UnreadableInput as failure:
+            yield WorkItem(source={"tar": public}, unreadable=describe_failure(failure))
         return
-    root = image_root if image_root is not None else os.path.dirname(path)
-    with _open_jsonl(path) as file:
-        for number, line in enumerate(file, start=1):
-            if line.strip():
-                yield WorkItem(source={"file": path, "line": number}, record=line, image_root=root)
+    if image_root is None:
+        image_root = posixpath.dirname(location) if is_url(location) else os.path.dirname(location)
+    try:
+        for number, line in read_with_retries(location, _numbered_lines, lambda numbered: numbered[0], retry):
+            yield WorkItem(source={"file": public, "line": number}, record=line, image_root=image_root)
+    except UnreadableInput as failure:
+        yield WorkItem(source={"file": public}, unreadable=describe_failure(failure))
 
 
-def _iter_tar(path: str) -> Iterator[WorkItem]:
-    for key, members in iter_keyed_members(path):
-        yield WorkItem(source={"tar": path, "key": key}, members=members)
+def _numbered_lines(stream) -> Iterator[tuple[int, bytes]]:
+    for number, line in enumerate(stream, start=1):
+        if line.strip():
+            yield number, line

@@ -32,6 +32,9 @@ class RejectReason(str, enum.Enum):
     """Every image of the document is byte-identical to one already ingested."""
     NEAR_DUPLICATE_IMAGE = "near_duplicate_image"
     """Every image of the document looks like one already ingested (perceptual hash, ``--near-dup``)."""
+    UNREADABLE_SHARD = "unreadable_shard"
+    """Not a document: an input (tar or JSONL; file, URL or ``pipe:`` command) that could not be read to its
+    end after all retries (unreachable, truncated, command failed); its documents after the failure are missing."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -39,7 +42,8 @@ class Reject:
     """One rejected document: where it came from, why, and the details a person needs to fix it."""
 
     source: dict
-    """``{"file", "line"}`` for JSONL or ``{"tar", "key"}`` for webdataset input."""
+    """``{"file", "line"}`` for JSONL or ``{"tar", "key"}`` for webdataset input (``{"file"}`` or ``{"tar"}``
+    alone for an unreadable input)."""
     reason: RejectReason
     """The reason category (counted in the summary)."""
     detail: str

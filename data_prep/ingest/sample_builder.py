@@ -94,6 +94,8 @@ def init_worker(settings: BuildSettings) -> None:
 
 def process_item(item: WorkItem) -> BuiltSample | Reject:
     """One document in, one sample or one reject out (never an exception for bad data)."""
+    if item.unreadable is not None:
+        return Reject(source=item.source, reason=RejectReason.UNREADABLE_SHARD, detail=item.unreadable)
     try:
         if item.members is None:
             document = parse_record(item.record, _settings.default_kind)

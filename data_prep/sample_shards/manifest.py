@@ -47,9 +47,12 @@ class InputDocuments:
     """One input file of an ingest run and how many documents it held."""
 
     path: str
-    """The JSONL or tar file, as given or found under a given directory."""
+    """The JSONL or tar file, URL or ``pipe:`` command, as given, expanded or found under a given directory
+    (URLs without user, password and query)."""
     documents: int
     """Documents read from it, accepted or rejected."""
+    unreadable: str | None = None
+    """Why it could not be read to its end after all retries (None: read completely); see the reject log."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -82,9 +85,10 @@ class IngestManifest:
     shards: list[SampleShardEntry]
     """The shards, in order."""
     rejects: dict[str, int]
-    """Rejected documents per reason (see ``RejectReason``)."""
+    """Reject-log entries per reason (see ``RejectReason``): rejected documents, and ``unreadable_shard``
+    inputs."""
     num_rejected: int
-    """Rejected documents in all."""
+    """Reject-log entries in all."""
     inputs: list[InputDocuments]
     """The input files, in the order they were read."""
     dedup: DedupSettings
