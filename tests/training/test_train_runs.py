@@ -126,3 +126,27 @@ def test_new_stage_takes_the_weights_and_a_fresh_optimizer(data_root, reference)
     assert {group["step"] for group in common["optimizer"]["optimizer"]["param_groups"]} == {2}
     for rank in (0, 1):
         assert (reference / "logs" / STAGE2 / f"profile_rank{rank}.json").stat().st_size > 0
+
+
+def test_training_from_an_s3_data_root_gives_the_local_losses(data_root, init_checkpoint, reference, tmp_path,
+                                                              monkeypatch):
+    """Stage 1 reading every packed dataset (and the held-out set) from an S3-compatible server gives the losses
+    of the run that read them from the local folder. Outages mid-read are tested on the loader itself
+    (tests/data/test_train_loader_remote.py), where their timing is under the test's control."""
+    import s3fs
+
+    from tests.object_storage_servers import S3Server, s3_environment
+
+    with S3Server() as s3:
+        for name, value in s3_environment(s3.endpoint_url).items():
+            monkeypatch.setenv(name, value)
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        fs.mkdir("datasets")
+        fs.put(str(data_root / "packed"), "datasets/root/packed", recursive=True)
+        run = _stage1("s3://datasets/root", init_checkpoint, tmp_path, ("num_workers=1",))
+        run["extra_args"] = (*run["extra_args"], "--tokenizer", str(data_root / "tokenizer"))
+        torchrun.run(**run)
+        log = (tmp_path / f"{STAGE1}.log").read_text()
+    assert "s3://datasets/root/packed/128/caption" in (tmp_path / "logs" / STAGE1 / "config.json").read_text()
+    assert torchrun.losses(tmp_path, STAGE1) == torchrun.losses(reference, STAGE1), log[-3000:]
+    assert torchrun.eval_losses(tmp_path, STAGE1) == torchrun.eval_losses(reference, STAGE1)
