@@ -7,7 +7,9 @@ files (so --out must be on the same filesystem): packed shards under their own n
 --partition I/N numbers them I, I + N, ..., so names and sample keys never collide), sample shards
 renumbered; and one manifest listing every shard with its checksum, with the token / sample
 statistics, drop and reject counts summed. The loader, `verify` and `inspect` read it as any other
-dataset. The same partitions give the same merged bytes.
+dataset. The same partitions give the same merged bytes. Partitions with no document left to pack
+(pack marks them empty) are skipped and counted; their drop counts are summed. Rerunning the same
+merge into the same --out does nothing; an --out holding anything else is refused.
 
 example:
   python -m data_prep merge --input packed/8k-partitions --out packed/8k
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.partitions import require_finished
+from data_prep.partitions import empty_partition_dropped, is_empty, require_finished
 from data_prep.sample_shards.manifest import MANIFEST_NAME as INGEST_MANIFEST_NAME
 from data_prep.sample_shards.manifest import IngestManifest, load_manifest, shard_name
 from data_prep.sample_shards.sample_meta import KINDS
@@ -42,26 +44,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     folders = [path for _, path in require_finished(args.input)]
+    empty = [folder for folder in folders if is_empty(folder)]
+    folders = [folder for folder in folders if not is_empty(folder)]
+    if not folders:
+        raise ValueError(f"every partition of {args.input} is empty (no document was left to pack); check the inputs")
+    if (folders[0] / MANIFEST_NAME).is_file():
+        merged = merge_packed(folders, empty)
+        summary = "packed dataset"
+    else:
+        merged = merge_ingested(folders)
+        summary = "sample-shard dataset"
+    skipped = f", skipping {len(empty)} empty partitions" if empty else ""
     out = Path(args.out)
     if out.exists():
-        raise ValueError(f"--out {out} exists; remove it or choose another folder")
+        _require_same_merge(out, merged)
+        print(f"{out} already holds this merge of {len(folders)} partitions{skipped}; nothing to do")
+        return 0
     partial = partial_directory(out)
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
-    if (folders[0] / MANIFEST_NAME).is_file():
-        manifest_json = merge_packed(folders, partial)
-        summary = "packed dataset"
-    else:
-        manifest_json = merge_ingested(folders, partial)
-        summary = "sample-shard dataset"
+    merged.write(partial)
     publish_directory(partial, out)
-    print(f"{out}: merged {len(folders)} partitions into one {summary} ({len(manifest_json)} bytes of manifest)")
+    print(f"{out}: merged {len(folders)} partitions{skipped} into one {summary} "
+          f"({len(merged.manifest_text)} bytes of manifest)")
     return 0
 
 
-def merge_packed(folders: list[Path], out: Path) -> str:
-    """Link every partition's packed shards into ``out`` and write the merged manifest.json; returns its text."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Merge:
+    """What the merged folder holds: links to the partitions' files, the joined reject logs, one manifest."""
+
+    links: list[tuple[Path, str]]
+    """(partition file, its name in the merged folder)."""
+    reject_logs: list[Path]
+    """Partitions' reject logs, concatenated into one (sample-shard merges only)."""
+    manifest_name: str
+    """manifest.json (packed) or ingest_manifest.json (sample shards)."""
+    manifest_text: str
+    """The merged manifest: every shard with its checksum, the summed counts."""
+
+    def write(self, out: Path) -> None:
+        for source, name in self.links:
+            hard_link(source, out / name)
+        if self.reject_logs:
+            with open(out / REJECTS_NAME, "wb") as merged_log:
+                for path in self.reject_logs:
+                    with open(path, "rb") as log:
+                        shutil.copyfileobj(log, merged_log)
+        (out / self.manifest_name).write_text(self.manifest_text)
+
+
+def _require_same_merge(out: Path, merged: Merge) -> None:
+    """A rerun of the same merge is a no-op: ``out``'s manifest (every shard with its checksum, every count) must
+    be the one these partitions give."""
+    existing = out / merged.manifest_name
+    if not existing.is_file() or existing.read_text() != merged.manifest_text:
+        raise ValueError(f"--out {out} holds another dataset than this merge of its partitions (its "
+                         f"{merged.manifest_name} differs or is missing); remove it or choose another folder")
+
+
+def merge_packed(folders: list[Path], empty: list[Path]) -> Merge:
+    """The merge of the partitions' packed shards; the ``empty`` partitions add only their drop counts."""
     manifests = [PackedManifest.load(folder) for folder in folders]
     first = manifests[0]
     for folder, manifest in zip(folders, manifests):
@@ -69,11 +113,10 @@ def merge_packed(folders: list[Path], out: Path) -> str:
             if getattr(manifest, name) != getattr(first, name):
                 raise ValueError(f"{folder} was packed with another {name} than {folders[0]}; re-pack it with the "
                                  "same tokenizer and options")
-    shards = []
+    shards, links = [], []
     for folder, manifest in zip(folders, manifests):
         for entry in manifest.shards:
-            hard_link(folder / entry.name, out / entry.name)
-            hard_link(folder / index_name(entry.name), out / index_name(entry.name))
+            links += [(folder / entry.name, entry.name), (folder / index_name(entry.name), index_name(entry.name))]
             shards.append(entry)
     stats: dict[str, KindStats] = {}
     dropped: collections.Counter[str] = collections.Counter()
@@ -85,6 +128,8 @@ def merge_packed(folders: list[Path], out: Path) -> str:
             stats[kind] = stats.get(kind, KindStats()) + counts
         dropped.update(manifest.dropped)
         histogram += manifest.document_length_histogram.counts
+    for folder in empty:
+        dropped.update(empty_partition_dropped(folder))
     num_samples = sum(manifest.num_samples for manifest in manifests)
     padding = num_samples * first.seq_len - sum(kind.tokens for kind in stats.values())
     merged = dataclasses.replace(
@@ -100,14 +145,11 @@ def merge_packed(folders: list[Path], out: Path) -> str:
         document_length_histogram=LengthHistogram(edges=first.document_length_histogram.edges,
                                                   counts=histogram.tolist()),
     )
-    text = merged.to_json()
-    (out / MANIFEST_NAME).write_text(text)
-    return text
+    return Merge(links=links, reject_logs=[], manifest_name=MANIFEST_NAME, manifest_text=merged.to_json())
 
 
-def merge_ingested(folders: list[Path], out: Path) -> str:
-    """Link every partition's sample shards into ``out``, join the reject logs, write the merged
-    ingest_manifest.json; returns its text."""
+def merge_ingested(folders: list[Path]) -> Merge:
+    """The merge of the partitions' sample shards (renumbered) and reject logs."""
     manifests = [load_manifest(folder) for folder in folders]
     first = manifests[0]
     for folder, manifest in zip(folders, manifests):
@@ -117,21 +159,17 @@ def merge_ingested(folders: list[Path], out: Path) -> str:
         for name in ("image_settings", "dedup", "png_compression"):
             if getattr(manifest, name) != getattr(first, name):
                 raise ValueError(f"{folder} was ingested with another {name} than {folders[0]}; re-ingest it")
-    shards = []
+    shards, links = [], []
     for folder, manifest in zip(folders, manifests):
         for entry in manifest.shards:
             name = shard_name(len(shards))
-            hard_link(folder / entry.name, out / name)
+            links.append((folder / entry.name, name))
             shards.append(dataclasses.replace(entry, name=name))
     kinds: collections.Counter[str] = collections.Counter()
     rejects: collections.Counter[str] = collections.Counter()
     for manifest in manifests:
         kinds.update(manifest.kinds)
         rejects.update(manifest.rejects)
-    with open(out / REJECTS_NAME, "wb") as merged_log:
-        for folder in folders:
-            with open(folder / REJECTS_NAME, "rb") as log:
-                shutil.copyfileobj(log, merged_log)
     merged = IngestManifest(
         num_samples=sum(manifest.num_samples for manifest in manifests),
         num_images=sum(manifest.num_images for manifest in manifests),
@@ -145,6 +183,5 @@ def merge_ingested(folders: list[Path], out: Path) -> str:
         png_compression=first.png_compression,
         arguments={**first.arguments, "partition": f"merged from {len(folders)} partitions"},
     )
-    text = merged.to_json()
-    (out / INGEST_MANIFEST_NAME).write_text(text)
-    return text
+    return Merge(links=links, reject_logs=[folder / REJECTS_NAME for folder in folders],
+                 manifest_name=INGEST_MANIFEST_NAME, manifest_text=merged.to_json())

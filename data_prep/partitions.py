@@ -123,3 +123,22 @@ def require_finished(directory: str | Path) -> list[tuple[Partition, Path]]:
             "killed or is still running; rerun the same command for them (it redoes them) and then this one"
         )
     return found
+
+
+EMPTY_NAME = "empty_partition.json"
+
+
+def mark_empty(folder: str | Path, dropped: dict[str, int]) -> None:
+    """Record that ``folder``'s partition has no document left to pack (all were duplicates, dropped, or its
+    inputs had none), with the counts of those dropped by pack; ``merge`` skips it and counts it."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    write_atomically(Path(folder) / EMPTY_NAME, (json.dumps({"dropped": dropped}, sort_keys=True) + "\n").encode())
+
+
+def is_empty(folder: str | Path) -> bool:
+    return (Path(folder) / EMPTY_NAME).is_file()
+
+
+def empty_partition_dropped(folder: str | Path) -> dict[str, int]:
+    """The documents pack dropped from the empty partition ``folder``, per reason."""
+    return json.loads((Path(folder) / EMPTY_NAME).read_text())["dropped"]

@@ -48,7 +48,7 @@ from data_prep.pack.write_packed_shards import (
 )
 from data_prep.pack.write_packed_shards import init_worker as init_write_worker
 from data_prep.parallel_map import ordered_map
-from data_prep.partitions import Partition, finished, mark_finished
+from data_prep.partitions import Partition, finished, mark_empty, mark_finished
 from data_prep.sample_shards.manifest import MANIFEST_NAME as INGEST_MANIFEST_NAME
 from data_prep.sample_shards.manifest import IngestManifest, load_manifest
 from megatron_vl.data.images import ImageSettings
@@ -183,6 +183,14 @@ def pack(options: PackOptions, *, progress: bool = True) -> PackedManifest | Non
         dropped = Counter()
         for shard in tokenized:
             dropped.update(shard.dropped)
+        if options.partition is not None:
+            # One partition may legitimately hold nothing (all its documents were duplicates of other
+            # partitions', or its inputs had none): merge skips it and counts it.
+            shutil.rmtree(work)
+            mark_empty(out, dict(sorted(dropped.items())))
+            print(f"{out}: no document is left to pack (dropped: {dict(sorted(dropped.items()))}); recorded as an "
+                  "empty partition, which merge skips and counts")
+            return None
         raise ValueError(
             f"no document of {options.inputs} is left to pack: all were dropped ({dict(sorted(dropped.items()))}); "
             f"a longer --seq-len or --long-doc split keeps long ones; for {TOKENIZER_LACKS_SPECIAL_TOKEN}: "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import json
 
 import pytest
@@ -44,4 +45,4 @@ def test_help(module, capsys):
     with pytest.raises(SystemExit) as exit_code:
         parser.parse_args(["--help"])
     assert exit_code.value.code == 0
-    assert "example:" in capsys.readouterr().out
+    assert re.search(r"^examples?:$", capsys.readouterr().out, re.MULTILINE)

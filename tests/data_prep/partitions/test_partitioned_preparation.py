@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from data_prep import merge, train_tokenizer
+from data_prep import merge
 from data_prep.dedup import apply as dedup_apply
 from data_prep.dedup import plan as dedup_plan
-from data_prep.demo import command as demo_corpus
 from data_prep.ingest import command as ingest
 from data_prep.inspect.verify import verify_dataset
 from data_prep.pack import command as pack
@@ -25,46 +24,28 @@ N = 3
 SEQ_LEN = 512
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> tuple[Path, Path]:
-    """Raw JSONL files whose duplicate images lie in other partitions, and a tokenizer."""
-    root = tmp_path_factory.mktemp("partitioned")
-    raw = root / "raw"
-    run_subcommand(demo_corpus, "--out", raw, "--samples-per-kind", 8, "--long-samples", 0, "--min-side", 56,
-                   "--max-side", 84, "--kinds", "caption", "ocr", "interleaved", "--seed", 5, "--jpeg-fraction", 0)
-    captions = (raw / "caption.jsonl").read_text().splitlines()
-    ocr = (raw / "ocr.jsonl").read_text().splitlines()
-    # Sorted inputs: caption, dup_a, interleaved, ocr, zz_dup; partitions 0: caption, ocr; 1: dup_a, zz_dup;
-    # 2: interleaved. Both dup files repeat documents of partition 0, zz_dup also one of dup_a; the repeated
-    # interleaved document stays (its kind is not deduplicated by default).
-    interleaved = (raw / "interleaved.jsonl").read_text().splitlines()
-    (raw / "dup_a.jsonl").write_text("\n".join([*captions[:3], interleaved[0]]) + "\n")
-    (raw / "zz_dup.jsonl").write_text("\n".join([ocr[1], ocr[4], captions[0]]) + "\n")
-    run_subcommand(train_tokenizer, "--input", raw, "--vocab-size", 512, "--out", root / "tokenizer")
-    return raw, root / "tokenizer"
-
-
-def one_process(corpus, out: Path) -> Path:
+def one_process(corpus, out: Path, ingest_args=()) -> Path:
     raw, tokenizer = corpus
-    run_subcommand(ingest, "--input", raw, "--out", out / "samples", "--workers", 1)
+    run_subcommand(ingest, "--input", raw, "--out", out / "samples", "--workers", 1, *ingest_args)
     run_subcommand(pack, "--input", out / "samples", "--tokenizer", tokenizer, "--out", out / "packed",
                    "--seq-len", SEQ_LEN, "--shard-size", 4, "--workers", 1)
     return out
 
 
-def partitioned(corpus, out: Path, steps=("ingest", "plan", "apply", "pack", "merge")) -> Path:
+def partitioned(corpus, out: Path, steps=("ingest", "plan", "apply", "pack", "merge"), *, n=N, ingest_args=()) -> Path:
     raw, tokenizer = corpus
-    for index in range(N):
+    for index in range(n):
         if "ingest" in steps:
-            run_subcommand(ingest, "--input", raw, "--out", out / "samples", "--workers", 1, "--partition", f"{index}/{N}")
+            run_subcommand(ingest, "--input", raw, "--out", out / "samples", "--workers", 1, "--partition", f"{index}/{n}",
+                           *ingest_args)
     if "plan" in steps:
         run_subcommand(dedup_plan, "--input", out / "samples")
-    for index in range(N):
+    for index in range(n):
         if "apply" in steps:
-            run_subcommand(dedup_apply, "--input", out / "samples", "--partition", f"{index}/{N}", "--out", out / "deduped")
+            run_subcommand(dedup_apply, "--input", out / "samples", "--partition", f"{index}/{n}", "--out", out / "deduped")
         if "pack" in steps:
             run_subcommand(pack, "--input", out / "deduped", "--tokenizer", tokenizer, "--out", out / "packed",
-                           "--seq-len", SEQ_LEN, "--shard-size", 4, "--workers", 1, "--partition", f"{index}/{N}")
+                           "--seq-len", SEQ_LEN, "--shard-size", 4, "--workers", 1, "--partition", f"{index}/{n}")
     if "merge" in steps:
         run_subcommand(merge, "--input", out / "packed", "--out", out / "merged")
         run_subcommand(merge, "--input", out / "deduped", "--out", out / "merged_samples")
