@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from typing import BinaryIO, TypeVar
 
 import fsspec
-from webdataset.gopen import gopen_pipe
 
 from data_prep.ingest.input_locations import is_pipe, is_url
 from megatron_vl.config.validation import non_negative_number, positive_int
@@ -74,6 +73,9 @@ def open_location(location: str, *, fresh_connection: bool = False) -> Iterator[
     """A binary stream of the location's bytes (gzip JSONL decompressed)."""
     compression = "gzip" if location.endswith(".gz") else None
     if is_pipe(location):
+        # webdataset imports torch (a second per process): only pipe: inputs pay for it.
+        from webdataset.gopen import gopen_pipe
+
         stream = gopen_pipe(location, "rb")
         try:
             yield stream
