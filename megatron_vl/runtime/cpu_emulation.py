@@ -39,7 +39,7 @@ _LOCK = threading.Lock()
 _MODE: "_CudaToCpuMode | None" = None
 
 
-def _is_cuda_device(device) -> bool:
+def is_cuda_device(device) -> bool:
     if isinstance(device, torch.device):
         return device.type == "cuda"
     if isinstance(device, str):
@@ -53,11 +53,11 @@ class _CudaToCpuMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if "device" in kwargs and _is_cuda_device(kwargs["device"]):
+        if "device" in kwargs and is_cuda_device(kwargs["device"]):
             kwargs = dict(kwargs, device="cpu")
         if kwargs.get("pin_memory"):
             kwargs = dict(kwargs, pin_memory=False)
-        if func is torch.Tensor.to and len(args) > 1 and _is_cuda_device(args[1]):
+        if func is torch.Tensor.to and len(args) > 1 and is_cuda_device(args[1]):
             args = (args[0], "cpu", *args[2:])
         return func(*args, **kwargs)
 

@@ -13,16 +13,9 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
+from megatron_vl.runtime.cpu_emulation import is_cuda_device
 from tests.models.vl_batches import tiny_config
 from tests.multirank import run_ranks
-
-
-def _names_cuda(device) -> bool:
-    if isinstance(device, torch.device):
-        return device.type == "cuda"
-    if isinstance(device, str):
-        return device.startswith("cuda")
-    return isinstance(device, int) and not isinstance(device, bool)
 
 
 class IntendedDevice(TorchFunctionMode):
@@ -47,7 +40,7 @@ class IntendedDevice(TorchFunctionMode):
         inputs = [x for x in tree_flatten((args, kwargs))[0] if isinstance(x, torch.Tensor) and x.numel()]
         result = func(*args, **kwargs)
         if device is not None:
-            on_gpu = _names_cuda(device)
+            on_gpu = is_cuda_device(device)
         else:
             on_gpu = any(self.is_on_gpu(x) for x in inputs)
         if on_gpu:
