@@ -7,10 +7,11 @@ import json
 import re
 
 from megatron_vl.config.serialization import config_from_dict
-from megatron_vl.config.validation import one_of, positive_int
+from megatron_vl.config.validation import one_of, positive_int, positive_number
 
-KINDS = ("caption", "interleaved", "ocr", "grounding", "cot", "text")
+KINDS = ("caption", "interleaved", "ocr", "grounding", "cot", "text", "video_caption", "video_grounding", "gui")
 IMAGE_MEMBER = re.compile(r"img(\d+)\.png")
+VIDEO_FRAME_MEMBER = re.compile(r"vid(\d+)\.(\d+)\.png")
 
 
 def sample_key(index: int) -> str:
@@ -21,6 +22,11 @@ def sample_key(index: int) -> str:
 def image_member(k: int) -> str:
     """Member suffix of a sample's image ``k``."""
     return f"img{k}.png"
+
+
+def video_frame_member(k: int, j: int) -> str:
+    """Member suffix of frame ``j`` of a sample's video ``k``."""
+    return f"vid{k}.{j:05d}.png"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -44,6 +50,34 @@ class SampleImage:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class SampleVideo:
+    """One video of a sample, as its JSON lists it: the frames kept from the source, all resized to one size."""
+
+    num_frames: int
+    """Frames stored (members ``vid{k}.00000.png``, ...); the loader repeats the last to fill a temporal patch."""
+    height: int
+    """Height of every stored frame in pixels."""
+    width: int
+    """Width of every stored frame in pixels."""
+    orig_height: int
+    """Height of the source frames."""
+    orig_width: int
+    """Width of the source frames."""
+    fps: float
+    """Frames per second of the stored frames (transformers' ``sampled_fps``); ``second_per_grid_t`` follows."""
+    duration: float
+    """Length of the source video in seconds."""
+    sha256: str
+    """sha256 of the source video file (of the frame files in order, for a frame folder)."""
+
+    def __post_init__(self) -> None:
+        for field in ("num_frames", "height", "width", "orig_height", "orig_width"):
+            positive_int("SampleVideo", field, getattr(self, field))
+        positive_number("SampleVideo", "fps", self.fps)
+        positive_number("SampleVideo", "duration", self.duration)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class SampleMeta:
     """The ``{key}.json`` of a sample: one document of one data kind."""
 
@@ -54,7 +88,9 @@ class SampleMeta:
     images: list[SampleImage]
     """Its images in document order; image k is the member ``{key}.img{k}.png``."""
     segments: list[dict]
-    """The document in order: ``{"text", "loss"}``, ``{"special", "loss"}`` or ``{"image": k}``."""
+    """The document in order: ``{"text", "loss"}``, ``{"special", "loss"}``, ``{"image": k}`` or ``{"video": k}``."""
+    videos: list[SampleVideo] = dataclasses.field(default_factory=list)
+    """Its videos in document order; frame j of video k is the member ``{key}.vid{k}.{j:05d}.png``."""
 
     def __post_init__(self) -> None:
         one_of("SampleMeta", "kind", self.kind, KINDS)
@@ -65,7 +101,10 @@ class SampleMeta:
             raise ValueError(f"SampleMeta.segments must be a non-empty list of objects, got {segments!r}")
 
     def to_json(self) -> bytes:
-        return json.dumps(dataclasses.asdict(self), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        values = dataclasses.asdict(self)
+        if not values["videos"]:
+            del values["videos"]  # samples without videos keep the JSON they had before videos existed
+        return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     @classmethod
     def from_json(cls, data: bytes, *, where: str) -> "SampleMeta":
@@ -76,9 +115,12 @@ class SampleMeta:
             raise ValueError(f"{where}: {error}; re-run ingest on its source") from None
 
 
-def sample_members(meta: SampleMeta, pngs: list[bytes]) -> dict[str, bytes]:
-    """The tar members of one sample: its JSON, then its images in order."""
+def sample_members(meta: SampleMeta, pngs: list[bytes], video_pngs: list[list[bytes]] = ()) -> dict[str, bytes]:
+    """The tar members of one sample: its JSON, then its images in order, then each video's frames in order."""
     members = {"json": meta.to_json()}
     for k, png in enumerate(pngs):
         members[image_member(k)] = png
+    for k, frames in enumerate(video_pngs):
+        for j, png in enumerate(frames):
+            members[video_frame_member(k, j)] = png
     return members
