@@ -8,7 +8,8 @@
 #   2. Transformer Engine: used if it imports; else installed from the wheel folder in a time-boxed step; if that
 #      fails, the local layers run on the GPU and the Transformer Engine tests are reported as not run;
 #   3. runs tests/gpu (pytest marker gpu): TE vs local layers, packed vs one by one, the HF export vs transformers,
-#      the distributed optimizer's save and bit-for-bit resume, the four tiny stages one after the other;
+#      the distributed optimizer's save and bit-for-bit resume, the four tiny stages one after the other; and
+#      tests/data/test_videos.py, whose comparison with transformers' video processor needs torchvision;
 #   4. runs benchmarks/gpu_throughput.py: tokens/s/GPU, MFU and peak memory of the 7B shape (4 LLM layers, the
 #      whole ViT) at 8K and 32K packed tokens, bf16, recompute as the recipes set it;
 #   5. writes OUT_DIR/gpu_check.json and OUT_DIR/gpu_check.md (the table it also prints).
@@ -20,7 +21,7 @@
 set -uo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 OUT="$(mkdir -p "${1:-gpu_check_out}" && cd "${1:-gpu_check_out}" && pwd)"
@@ -65,7 +66,7 @@ echo "Transformer Engine: $te_status"
 [[ "$te_status" == not\ run* ]] && export MVL_LAYER_BACKEND=local
 
 step "3/5 tests/gpu"
-timeout "${MVL_GPU_TEST_SECONDS:-270}" "$PY" -m pytest tests/gpu -p no:cacheprovider -o addopts="-q -ra --timeout=240" \
+timeout "${MVL_GPU_TEST_SECONDS:-270}" "$PY" -m pytest tests/gpu tests/data/test_videos.py -p no:cacheprovider -o addopts="-q -ra --timeout=240" \
     --junitxml "$OUT/gpu_tests.xml" 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 
 step "4/5 throughput of the 7B shape"
