@@ -123,7 +123,8 @@ def _action(action, number: int) -> dict:
             RejectReason.BAD_GUI_ACTION, f"action {number}: unknown action {name!r}; choose one of {', '.join(ACTIONS)}"
         )
     arguments = ACTIONS[name]
-    takes = ", ".join(arguments) or "no arguments"
+    takes = ", ".join(argument if need == REQUIRED else f"[{argument}]" for argument, need in arguments.items())
+    takes = takes or "no arguments"
     extra = sorted(action.keys() - arguments.keys() - {"action"})
     if extra:
         raise RejectError(

@@ -64,8 +64,9 @@ def test_good_gui_records_are_kept_and_every_bad_one_is_counted(tmp_path):
 def test_a_gui_record_in_a_webdataset_tar_takes_its_only_image(tmp_path):
     buffer = io.BytesIO()
     smooth_picture(1).resize((200, 100)).save(buffer, format="PNG")
+    record = {"kind": "gui", "instruction": "Open it.", "actions": [CLICK]}
     with tarfile.open(tmp_path / "gui.tar", "w") as tar:
-        add_member(tar, "s/0001.json", json.dumps({"kind": "gui", "instruction": "Open it.", "actions": [CLICK]}).encode())
+        add_member(tar, "s/0001.json", json.dumps(record).encode())
         add_member(tar, "s/0001.png", buffer.getvalue())
     run_ingest("--input", tmp_path / "gui.tar", "--out", tmp_path / "out", "--workers", 1)
     [(_, record)] = list(iter_dataset(str(tmp_path / "out")))
