@@ -6,6 +6,9 @@ import io
 import json
 import tarfile
 
+import numpy as np
+from PIL import Image, ImageDraw
+
 from data_prep.sample_shards.reader import iter_dataset
 from tests.data_prep.ingest.test_ingest import add_member, run_ingest, smooth_picture
 
@@ -71,3 +74,24 @@ def test_a_gui_record_in_a_webdataset_tar_takes_its_only_image(tmp_path):
     run_ingest("--input", tmp_path / "gui.tar", "--out", tmp_path / "out", "--workers", 1)
     [(_, record)] = list(iter_dataset(str(tmp_path / "out")))
     assert record.meta.segments[-1]["text"] == '[{"action": "click", "start_point": [98, 56]}]'
+
+
+def test_written_points_land_on_the_elements_of_the_resized_screenshot(tmp_path):
+    # Small elements near the edges of an odd-sized screenshot: a point off by a resized pixel misses them.
+    elements = {"red": ((220, 30, 30), [500, 320, 514, 330]), "blue": ((30, 30, 220), [2, 3, 12, 11])}
+    screen = Image.new("RGB", (517, 333), (255, 255, 255))
+    for color, box in elements.values():
+        ImageDraw.Draw(screen).rectangle(box, fill=color)
+    screen.save(tmp_path / "screen.png")
+    centers = {name: [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2] for name, (_, box) in elements.items()}
+    record = {"kind": "gui", "image": "screen.png", "instruction": "Drag blue onto red.",
+              "actions": [{"action": "drag", "start_point": centers["blue"], "end_point": centers["red"]}]}
+    (tmp_path / "gui.jsonl").write_text(json.dumps(record) + "\n")
+    run_ingest("--input", tmp_path / "gui.jsonl", "--out", tmp_path / "out", "--workers", 1)
+    [(_, sample)] = list(iter_dataset(str(tmp_path / "out")))
+    pixels = np.asarray(Image.open(io.BytesIO(sample.images[0]))).astype(int)
+    assert pixels.shape[:2] != (333, 517)
+    [drag] = json.loads(sample.meta.segments[-1]["text"])
+    for point, name in ((drag["start_point"], "blue"), (drag["end_point"], "red")):
+        x, y = point
+        assert np.abs(pixels[y, x] - elements[name][0]).max() < 40, (name, point)
