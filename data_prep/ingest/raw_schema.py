@@ -2,8 +2,8 @@
 
 Parsing turns a record into a ``RawDocument``: its image references and its segments in document
 order, in the sample-shard form (``{"text", "loss"}``, ``{"special", "loss"}``, ``{"image": k}``),
-plus ``{"boxes", "image", "label_field", "loss"}`` segments whose text can only be written once
-the image's resized size is known (``render_boxes``).
+plus ``{"boxes", "image", "label_field", "loss"}`` and ``{"gui", "image", "loss"}`` segments whose text
+can only be written once the image's resized size is known (``render_boxes``, ``gui_actions.render_gui``).
 
 Prompt-and-answer kinds are laid out as ``prompt\\n`` (not in the loss) followed by the answer
 (in the loss); a chain of thought is ``<think>\\n...\\n</think>\\nanswer``.
@@ -16,19 +16,11 @@ import json
 import math
 from collections.abc import Iterator
 
-from data_prep.ingest.rejects import RejectReason
+from data_prep.ingest.gui_actions import gui_answer, gui_text
+from data_prep.ingest.rejects import RejectError, RejectReason
 from data_prep.sample_shards.sample_meta import KINDS
 DEFAULT_OCR_PROMPT = "Read the text in the image."
 DEFAULT_OCR_BOXES_PROMPT = "Read the text in the image and give the box of each piece."
-
-
-class RejectError(Exception):
-    """A document that cannot be ingested; ``reason`` is counted, ``detail`` goes to the reject log."""
-
-    def __init__(self, reason: RejectReason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -51,6 +43,8 @@ class RawDocument:
                 yield json.dumps(
                     [{"bbox_2d": box["bbox_2d"], segment["label_field"]: box["label"]} for box in segment["boxes"]]
                 )
+            elif "gui" in segment:
+                yield gui_text(segment)
 
 
 def parse_record(line: str | bytes, default_kind: str | None) -> RawDocument:
@@ -194,6 +188,13 @@ def _cot(record: dict) -> RawDocument:
     )
 
 
+def _gui(record: dict) -> RawDocument:
+    image = _image_ref(record.get("image"), "image")
+    instruction = _text(record, "instruction")
+    segments = [{"image": 0}, {"text": instruction + "\n", "loss": False}, gui_answer(record)]
+    return RawDocument(kind="gui", images=[image], segments=segments)
+
+
 def _plain_text(record: dict) -> RawDocument:
     return RawDocument(kind="text", images=[], segments=[{"text": _text(record, "text"), "loss": True}])
 
@@ -205,6 +206,7 @@ _PARSERS = {
     "grounding": _grounding,
     "cot": _cot,
     "text": _plain_text,
+    "gui": _gui,
 }
 
 

@@ -81,7 +81,7 @@ def webdataset_record(members: dict[str, bytes], default_kind: str | None) -> di
     if kind == "caption" and "caption" not in record and "txt" in members:
         record["caption"] = members["txt"].decode("utf-8", errors="replace")
     images = [suffix for suffix in members if suffix.rsplit(".", 1)[-1].lower() in IMAGE_SUFFIXES]
-    if kind in ("caption", "ocr", "grounding") and "image" not in record and len(images) == 1:
+    if kind in ("caption", "ocr", "grounding", "gui") and "image" not in record and len(images) == 1:
         record["image"] = images[0]
     return record
 

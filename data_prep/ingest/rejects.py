@@ -28,6 +28,11 @@ class RejectReason(str, enum.Enum):
     """The image's long side is more than 200 times its short side."""
     BOX_OUTSIDE_IMAGE = "box_outside_image"
     """A box reaches outside its image."""
+    POINT_OUTSIDE_IMAGE = "point_outside_image"
+    """A GUI target point or action point lies outside its screenshot."""
+    BAD_GUI_ACTION = "bad_gui_action"
+    """A GUI action is malformed: unknown name, missing, extra or ill-typed argument, bad scroll direction,
+    empty text or keys."""
     DUPLICATE_IMAGE = "duplicate_image"
     """Every image of the document is byte-identical to one already ingested."""
     NEAR_DUPLICATE_IMAGE = "near_duplicate_image"
@@ -35,6 +40,15 @@ class RejectReason(str, enum.Enum):
     UNREADABLE_SHARD = "unreadable_shard"
     """Not a document: an input (tar or JSONL; file, URL or ``pipe:`` command) that could not be read to its
     end after all retries (unreachable, truncated, command failed); its documents after the failure are missing."""
+
+
+class RejectError(Exception):
+    """A document that cannot be ingested; ``reason`` is counted, ``detail`` goes to the reject log."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -1,11 +1,12 @@
 """What an ingest worker does with one input document: parse it, load and resize its images,
-write its boxes in resized coordinates, and encode the sample (or say why it is rejected)."""
+write its boxes, points and GUI actions in resized coordinates, and encode the sample (or say why it is rejected)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 
+from data_prep.ingest.gui_actions import render_gui
 from data_prep.ingest.image_dedup import perceptual_hash
 from data_prep.ingest.png_writer import encode_png
 from data_prep.ingest.raw_schema import RawDocument, RejectError, parse_document, parse_record, render_boxes
@@ -78,6 +79,9 @@ def build_sample(document: RawDocument, item: WorkItem, settings: BuildSettings)
         if "boxes" in segment:
             original, resized = sizes[segment["image"]]
             segment = {"text": render_boxes(segment, original, resized), "loss": segment["loss"]}
+        elif "gui" in segment:
+            original, resized = sizes[segment["image"]]
+            segment = {"text": render_gui(segment, original, resized), "loss": segment["loss"]}
         segments.append(segment)
     meta = SampleMeta(kind=document.kind, source=item.source, images=images, segments=segments)
     return BuiltSample(meta=meta, pngs=pngs, sha256s=sha256s, phashes=phashes)

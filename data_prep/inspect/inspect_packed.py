@@ -4,9 +4,10 @@ Without --sample it prints the dataset statistics from manifest.json: tokens, im
 tokens per kind, padding fraction, the document-length histogram, split and dropped documents.
 With --sample N (and --tokenizer) it prints packed sample N document by document: each run of
 text with its M-RoPE positions and whether the loss trains on it ("loss") or it is context
-("ctx"), each image as a marker with its size, grid and positions, and the grounding boxes found
-in the text with the image they refer to. --tokens A:B adds a token-by-token table; --draw DIR
-saves the sample's images with their boxes drawn.
+("ctx"), each image as a marker with its size, grid and positions, the grounding boxes found
+in the text with the image they refer to, and the actions and points of GUI documents' answers.
+--tokens A:B adds a token-by-token table; --draw DIR saves the sample's images with their boxes,
+GUI actions and points drawn.
 
 examples:
   python -m data_prep inspect packed/8k
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from data_prep.inspect.gui_answers import answer_lines, draw_answer, gui_answer
 from data_prep.pack.statistics import print_summary
 from megatron_vl.data.packed_format import PackedDataset, PackedSample
 from megatron_vl.data.packed_manifest import PackedManifest
@@ -39,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample", type=int, help="show this packed sample (0-based, across all shards)")
     parser.add_argument("--tokenizer", help="the tokenizer the dataset was packed with (needed by --sample)")
     parser.add_argument("--tokens", metavar="A:B", help="with --sample: also list tokens A to B-1 one per line")
-    parser.add_argument("--draw", metavar="DIR", help="with --sample: save its images with the boxes drawn here")
+    parser.add_argument("--draw", metavar="DIR",
+                        help="with --sample: save its images here with the boxes and GUI actions drawn")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,6 +141,10 @@ def describe_sample(sample: PackedSample, tokenizer: Tokenizer, *, patch: int, t
                 text = tokenizer.decode(sample.tokens[first:last].tolist()).replace("\n", "\u23ce")
                 lines.append(f"  {_span(positions[0]):>13}  {'loss' if trained else 'ctx ':<4}  {text}")
         lines += _box_lines(sample, tokenizer, start, end, images_in_document)
+        answer = gui_answer(sample, tokenizer, start, end, images_in_document) if record.kind == "gui" else None
+        if answer is not None:
+            sizes = [Image.open(io.BytesIO(image)).size for image in sample.images]
+            lines += answer_lines(answer, sizes)
     if sample.num_padding:
         lines.append(f"\npadding: tokens {int(cu[-1])}-{sample.seq_len - 1}")
     return "\n".join(lines)
@@ -192,7 +199,8 @@ def token_table(sample: PackedSample, tokenizer: Tokenizer, start: int, end: int
 
 
 def draw_boxes(sample: PackedSample, tokenizer: Tokenizer, directory: Path, *, prefix: str) -> list[Path]:
-    """Save each image of the sample as PNG with the grounding boxes that refer to it drawn."""
+    """Save each image of the sample as PNG with the grounding boxes, GUI actions and points that refer to it
+    drawn."""
     os.makedirs(directory, exist_ok=True)
     pictures = [Image.open(io.BytesIO(image)).convert("RGB") for image in sample.images]
     cu = sample.cu_seqlens
@@ -207,6 +215,9 @@ def draw_boxes(sample: PackedSample, tokenizer: Tokenizer, directory: Path, *, p
                 draw = ImageDraw.Draw(pictures[image])
                 draw.rectangle(box, outline=(255, 0, 0), width=2)
                 draw.text((box[0] + 2, box[1] + 2), str(label), fill=(255, 0, 0))
+        answer = gui_answer(sample, tokenizer, start, end, images) if sample.documents[d].kind == "gui" else None
+        if answer is not None and answer.entries is not None and answer.image is not None:
+            draw_answer(pictures[answer.image], answer)
     paths = []
     for k, picture in enumerate(pictures):
         path = directory / f"{prefix}-image{k}.png"

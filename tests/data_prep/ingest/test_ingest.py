@@ -153,8 +153,10 @@ def test_every_reject_reason_is_logged_and_counted(tmp_path, capsys):
     expected = {number: reason for number, (_, reason) in BAD_LINES.items() if reason}
     assert {entry["line"]: entry["reason"] for entry in logged} == expected
     assert all(entry["file"] == str(raw / "mixed.jsonl") and entry["detail"] for entry in logged)
-    # unreadable_shard is an input, not a document: tests/data_prep/ingest/test_streamed_inputs.py
-    assert set(expected.values()) == {reason.value for reason in RejectReason} - {"unreadable_shard"}
+    # unreadable_shard is an input, not a document: tests/data_prep/ingest/test_streamed_inputs.py;
+    # the gui reasons: tests/data_prep/ingest/test_gui_ingest.py
+    elsewhere = {"unreadable_shard", "bad_gui_action", "point_outside_image"}
+    assert set(expected.values()) == {reason.value for reason in RejectReason} - elsewhere
     assert manifest.rejects == {reason: 2 if reason == "unreadable_image" else 1 for reason in expected.values()}
     assert manifest.num_samples == 3 and manifest.kinds == {"caption": 1, "grounding": 1, "text": 1}
     assert [record.meta.source["line"] for _, record in iter_dataset(str(out))] == [9, 13, 14]
