@@ -63,10 +63,6 @@ class Clip:
     def duration(self) -> float:
         return self.num_frames / self.fps
 
-    def frames_of(self, event: Event) -> range:
-        """Indices of the frames that show ``event``: those whose time ``j / fps`` lies in [start, end)."""
-        return range(round(event.start * self.fps), round(event.end * self.fps))
-
     def mover_box(self, index: int) -> tuple[int, int, int, int]:
         x1, y1, x2, y2 = self.mover.box
         travel = self.width - (x2 - x1)

@@ -32,6 +32,7 @@ def _center(widget: Widget) -> list[int]:
 
 
 def _actions(task: str, rng: random.Random, screen: Screen) -> tuple[str, list[dict]]:
+    """The instruction of an action task on ``screen`` and the actions that carry it out."""
     if task in ("click", "longpress", "hover"):
         widget = rng.choice(widgets_of(screen, "button") + (widgets_of(screen, "checkbox") if task == "click" else []))
         verb = {"click": "Click", "longpress": "Long-press", "hover": "Hover over"}[task]
