@@ -1,9 +1,10 @@
 #!/bin/bash
 # The whole pipeline on this machine, on CPU, from nothing to a Hugging Face model that generates:
 #
-#   bash launch/demo.sh [OUT_DIR]          (default OUT_DIR: demo_out; about 4-6 minutes on 2 cores)
+#   bash launch/demo.sh [OUT_DIR]          (default OUT_DIR: demo_out; about 5-7 minutes on 2 cores)
 #
-#   1. draw a demo corpus of every data kind, train a tokenizer, ingest, pack at 1024 and 2048 tokens
+#   1. draw a demo corpus of every data kind (pictures, videos, GUI screens, text), train a tokenizer,
+#      ingest (videos sampled at 2 fps, frames of 56x56 to 112x112 pixels), pack at 1024 and 2048 tokens
 #   2. the four curriculum stages of the `tiny` model on 2 ranks (launch/local.sh; TP=2 or PP=2 per recipe)
 #   3. convert the last checkpoint to a Hugging Face Qwen2.5-VL folder and verify its logits
 #   4. transformers captions a held-out drawn picture; the four stages' loss curves go to OUT_DIR/losses.png
@@ -28,31 +29,57 @@ fi
 export MVL_MODEL=tiny MVL_DATA_ROOT="$OUT/data" MVL_CHECKPOINT_ROOT="$OUT/checkpoints" MVL_LOG_ROOT="$OUT/logs"
 export MVL_TOKENIZER="$OUT/data/tokenizer"
 STAGES=(stage1_projector stage2_vit stage3_multimodal stage4_32k)
-KINDS=(caption interleaved ocr grounding cot text)
+# The packed datasets the stages blend (DATA_ROOT/packed/<seq_len>/<kind>), stage 4's long ones at 2048 tokens.
+KINDS=(caption interleaved ocr grounding cot text video_caption video_grounding gui)
+LONG_KINDS=(long video_long)
+sources() {  # sources KIND: the demo-corpus files (raw/<split>/<file>.jsonl) KIND is packed from
+    case "$1" in
+        video_caption) echo video_caption interleaved_video ;;  # videos join in stage 3, with the video kinds
+        long) echo interleaved_long cot_long ;;
+        video_long) echo video_caption_long ;;
+        *) echo "$1" ;;
+    esac
+}
+shards() {  # shards SPLIT KIND...: the sample-shard folders the KINDs are packed from, one a line
+    local split="$1" kind file
+    shift
+    for kind in "$@"; do
+        for file in $(sources "$kind"); do echo "$OUT/shards/$split/$file"; done
+    done
+}
+# Small video frames for the tiny model: 56x56 to 112x112 pixels, 4 to 16 tokens per pair of frames.
+VIDEO_ARGS=(--video-fps 2 --video-min-pixels 3136 --video-max-pixels 12544)
 step() { echo; echo "== $*"; }
 
 step "1/4 data: demo corpus -> tokenizer -> sample shards -> packed shards under $OUT/data"
 "$PY" -m data_prep demo-corpus --out "$OUT/raw/train" --seed 0 --samples-per-kind "$SAMPLES"
-"$PY" -m data_prep demo-corpus --out "$OUT/raw/eval" --seed 1 --samples-per-kind 40 --long-samples 8
+"$PY" -m data_prep demo-corpus --out "$OUT/raw/eval" --seed 1 --samples-per-kind 40 --long-samples 0
 "$PY" -m data_prep train-tokenizer --input "$OUT/raw/train" --vocab-size 4096 --out "$MVL_TOKENIZER"
 for split in train eval; do
-    for kind in "${KINDS[@]}" interleaved_long cot_long; do
-        "$PY" -m data_prep ingest --input "$OUT/raw/$split/$kind.jsonl" --out "$OUT/shards/$split/$kind" --overwrite
+    kinds=("${KINDS[@]}")
+    [[ "$split" == train ]] && kinds+=("${LONG_KINDS[@]}")
+    mapfile -t folders < <(shards "$split" "${kinds[@]}")
+    for folder in "${folders[@]}"; do
+        "$PY" -m data_prep ingest --input "$OUT/raw/$split/$(basename "$folder").jsonl" --out "$folder" \
+            "${VIDEO_ARGS[@]}" --overwrite
     done
 done
 for seq_len in 1024 2048; do
     for kind in "${KINDS[@]}"; do
-        "$PY" -m data_prep pack --input "$OUT/shards/train/$kind" --tokenizer "$MVL_TOKENIZER" \
+        mapfile -t inputs < <(shards train "$kind")
+        "$PY" -m data_prep pack --input "${inputs[@]}" --tokenizer "$MVL_TOKENIZER" \
             --out "$MVL_DATA_ROOT/packed/$seq_len/$kind" --seq-len "$seq_len"
     done
-    eval_inputs=()
-    for kind in "${KINDS[@]}"; do eval_inputs+=("$OUT/shards/eval/$kind"); done
-    "$PY" -m data_prep pack --input "${eval_inputs[@]}" --tokenizer "$MVL_TOKENIZER" \
+    mapfile -t inputs < <(shards eval "${KINDS[@]}")
+    "$PY" -m data_prep pack --input "${inputs[@]}" --tokenizer "$MVL_TOKENIZER" \
         --out "$MVL_DATA_ROOT/packed/$seq_len/eval" --seq-len "$seq_len"
 done
-"$PY" -m data_prep pack --input "$OUT/shards/train/interleaved_long" "$OUT/shards/train/cot_long" \
-    --tokenizer "$MVL_TOKENIZER" --out "$MVL_DATA_ROOT/packed/2048/long" --seq-len 2048
-"$PY" -m data_prep verify "$MVL_DATA_ROOT/packed/2048/long"
+for kind in "${LONG_KINDS[@]}"; do
+    mapfile -t inputs < <(shards train "$kind")
+    "$PY" -m data_prep pack --input "${inputs[@]}" --tokenizer "$MVL_TOKENIZER" \
+        --out "$MVL_DATA_ROOT/packed/2048/$kind" --seq-len 2048
+    "$PY" -m data_prep verify "$MVL_DATA_ROOT/packed/2048/$kind"
+done
 
 step "2/4 training: the four curriculum stages of tiny on 2 CPU ranks"
 for stage in "${STAGES[@]}"; do

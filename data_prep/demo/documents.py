@@ -13,8 +13,6 @@ import dataclasses
 import random
 from collections.abc import Callable
 
-from PIL import Image
-
 from data_prep.demo.scenes import SHAPES, Scene, describe_scene, draw_scene, random_scene, render_text
 
 WORDS = (
@@ -37,14 +35,17 @@ FACTS = (
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Canvas:
-    """Where a generator's pictures go, and how big they may be."""
+    """Where a generator's pictures and videos go, and how big they may be."""
 
-    save: Callable[[Image.Image], str]
-    """Stores a picture and returns the path a record refers to it by."""
+    save: Callable[..., str]
+    """``save(picture, lossless=False)`` stores a picture (as PNG when ``lossless``, else PNG or JPEG) and
+    returns the path a record refers to it by."""
+    save_video: Callable[[bytes], str]
+    """Stores an encoded video file and returns the path a record refers to it by."""
     min_side: int
-    """Smallest picture side in pixels."""
+    """Smallest picture (or video frame) side in pixels."""
     max_side: int
-    """Largest picture side in pixels."""
+    """Largest picture (or video frame) side in pixels."""
 
     def size(self, rng: random.Random) -> tuple[int, int]:
         """A random (width, height); pictures are mostly not square."""

@@ -51,7 +51,8 @@ def packed_dataset_dir(data_root: str | os.PathLike, seq_len: int, kind: str) ->
     path, or a URL when the data root is one (``s3://bucket/data`` -> ``s3://bucket/data/packed/8192/caption``).
 
     Kinds used by the recipes: ``caption``, ``interleaved``, ``text``, ``ocr``, ``grounding``, ``cot``,
-    ``long`` (stage 4's long documents and reasoning), and ``eval`` (the held-out set).
+    ``video_caption``, ``video_grounding``, ``gui``, ``long`` (stage 4's long documents and reasoning),
+    ``video_long`` (stage 4's long videos), and ``eval`` (the held-out set).
     """
     return join_location(os.fspath(data_root), "packed", str(seq_len), kind)
 

@@ -87,6 +87,18 @@ def test_the_blend_grows_stage_by_stage():
     assert kinds[0] < kinds[1] < kinds[2] < kinds[3]
 
 
+def test_video_and_gui_join_in_stage_3_and_long_videos_in_stage_4():
+    """As in the MiMo-VL report; the weights are shares of the sequences, adding up to 1."""
+    media = {"video_caption", "video_grounding", "gui"}
+    for model in ("tiny", "mimo_vl_7b"):
+        kinds = {stage: {c.kind for c in load_recipe(stage, model).blend} for stage in STAGES}
+        assert not (media | {"video_long"}) & (kinds["stage1_projector"] | kinds["stage2_vit"])
+        assert media <= kinds["stage3_multimodal"] and "video_long" not in kinds["stage3_multimodal"]
+        assert media | {"long", "video_long"} <= kinds["stage4_32k"]
+        for stage in ("stage3_multimodal", "stage4_32k"):
+            assert math.isclose(sum(c.weight for c in load_recipe(stage, model).blend), 1.0)
+
+
 def test_paths_come_from_arguments_then_environment(tmp_path):
     environ = {"MVL_DATA_ROOT": "/d", "MVL_CHECKPOINT_ROOT": "/c"}
     paths = RunPaths.from_environment(environ, tokenizer="/t/tok.json")

@@ -2,7 +2,9 @@
 
 Data layout the recipes read (``megatron_vl.config.recipe.packed_dataset_dir``)::
 
-    $MVL_DATA_ROOT/packed/<seq_len>/{caption,interleaved,text,ocr,grounding,cot,long,eval}
+    $MVL_DATA_ROOT/packed/<seq_len>/{caption,interleaved,text,ocr,grounding,cot,eval}     (stages 1-4)
+    $MVL_DATA_ROOT/packed/<seq_len>/{video_caption,video_grounding,gui}                 (stages 3-4)
+    $MVL_DATA_ROOT/packed/<seq_len>/{long,video_long}                                   (stage 4)
 
 ``mimo_vl_7b`` reads 8192-token packs in stages 1-3 and 32768-token packs in stage 4; ``tiny`` (the
 demo) reads 1024-token packs in stages 1-3 and 2048-token packs in stage 4. ``eval`` is the

@@ -1,5 +1,7 @@
 """Stage 3, multimodal pre-training: everything trains at LR 1e-5, on the full blend (captions,
-interleaved documents, text, OCR, grounding, QA and reasoning).
+interleaved documents, text, OCR, grounding, QA and reasoning), which video and GUI data join here as
+the MiMo-VL report's stage 3 adds them (video captions with event times, temporal grounding, GUI
+grounding and actions).
 
 ``mimo_vl_7b``: 8K sequences, 1.4T tokens, global batch 256, from stage 2; TP=4 with sequence parallelism
 (full training holds gradients and optimizer state for all 8.3B parameters). On launch/stage3_multimodal.sh's
@@ -13,13 +15,18 @@ from megatron_vl.config.parallel import ParallelConfig
 from megatron_vl.config.recipe import BlendComponent, StageRecipe
 from megatron_vl.config.training import CheckpointSettings, EvalSettings, LoggingSettings, LRSchedule, TrainedModules
 
+# Shares of the sequences (the report gives none): video 10% (7% captions, 3% temporal grounding) and GUI 5%,
+# taken from the image and text kinds, which keep 85% in about their former ratios.
 BLEND = (
-    BlendComponent(kind="caption", weight=0.15),
-    BlendComponent(kind="interleaved", weight=0.25),
-    BlendComponent(kind="text", weight=0.2),
-    BlendComponent(kind="ocr", weight=0.15),
-    BlendComponent(kind="grounding", weight=0.1),
-    BlendComponent(kind="cot", weight=0.15),
+    BlendComponent(kind="caption", weight=0.12),
+    BlendComponent(kind="interleaved", weight=0.22),
+    BlendComponent(kind="text", weight=0.18),
+    BlendComponent(kind="ocr", weight=0.12),
+    BlendComponent(kind="grounding", weight=0.08),
+    BlendComponent(kind="cot", weight=0.13),
+    BlendComponent(kind="video_caption", weight=0.07),
+    BlendComponent(kind="video_grounding", weight=0.03),
+    BlendComponent(kind="gui", weight=0.05),
 )
 
 

@@ -1,5 +1,6 @@
 """Stage 4, long context: everything trains at LR 2.5e-5 on 32K sequences, the stage 3 blend plus long
-documents, long text, high-resolution images and long reasoning (the ``long`` packed dataset).
+documents, long text, high-resolution images and long reasoning (the ``long`` packed dataset) and long
+videos (``video_long``: minutes of video sampled at 2 fps, as the MiMo-VL report's stage 4 extends videos).
 
 ``mimo_vl_7b``: 32K sequences, 550B tokens, global batch 64 (2M tokens a step, as in stages 1-3), from stage 3;
 TP=4 with sequence parallelism and full activation recompute, no pipeline: on launch/stage4_32k.sh's 256 GPUs
@@ -25,14 +26,20 @@ from megatron_vl.config.training import (
     TrainedModules,
 )
 
+# Shares of the sequences (the report gives none): the long data keeps its 30%, 8 points of it now long videos;
+# the image and text kinds give 10 of their 70 points to short video (6%) and GUI (4%), about stage 3's ratio.
 BLEND = (
-    BlendComponent(kind="caption", weight=0.1),
-    BlendComponent(kind="interleaved", weight=0.2),
-    BlendComponent(kind="text", weight=0.15),
-    BlendComponent(kind="ocr", weight=0.1),
+    BlendComponent(kind="caption", weight=0.08),
+    BlendComponent(kind="interleaved", weight=0.17),
+    BlendComponent(kind="text", weight=0.13),
+    BlendComponent(kind="ocr", weight=0.09),
     BlendComponent(kind="grounding", weight=0.05),
-    BlendComponent(kind="cot", weight=0.1),
-    BlendComponent(kind="long", weight=0.3),
+    BlendComponent(kind="cot", weight=0.08),
+    BlendComponent(kind="video_caption", weight=0.04),
+    BlendComponent(kind="video_grounding", weight=0.02),
+    BlendComponent(kind="gui", weight=0.04),
+    BlendComponent(kind="video_long", weight=0.08),
+    BlendComponent(kind="long", weight=0.22),
 )
 
 
