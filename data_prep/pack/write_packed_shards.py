@@ -142,10 +142,11 @@ def _load_document(
         video_refs=list(range(len(planned.video_grids))),
     )
     where = f"{source.shard_path} sample {planned.key}"
-    images = [_read_png(files, source.shard_path, span, grid, where)
+    images = [_read_png(files, source.shard_path, span, grid, where, "image")
               for span, grid in zip(planned.image_spans, planned.image_grids)]
-    videos = [[_read_png(files, source.shard_path, span, grid, where) for span in spans]
-              for spans, grid in zip(planned.video_spans, planned.video_grids)]
+    videos = [[_read_png(files, source.shard_path, span, grid, where, f"video {k} frame {j}")
+               for j, span in enumerate(spans)]
+              for k, (spans, grid) in enumerate(zip(planned.video_spans, planned.video_grids))]
     return document, images, videos, DocumentSource(input=source.input, shard=source.shard, key=planned.key)
 
 
@@ -198,19 +199,20 @@ def read_record(record_dir: str, shard_index: int) -> ShardRecord | None:
         return ShardRecord.from_json(file.read())
 
 
-def _read_png(files: dict, path: str, span: tuple[int, int], grid: tuple[int, int, int], where: str) -> bytes:
+def _read_png(files: dict, path: str, span: tuple[int, int], grid: tuple[int, int, int], where: str, what: str) -> bytes:
+    """The PNG bytes at ``span`` of the sample shard ``path``, checked to be a PNG of ``grid``'s size; ``where`` and
+    ``what`` ("image", "video 0 frame 3") name it in errors."""
     settings: WriteSettings = _worker["settings"]
     if path not in files:
         files[path] = open(path, "rb")
     payload = read_span(files[path], span)
     size_in_header = png_size(payload)
     if len(payload) != span[1] or size_in_header is None:
-        raise ValueError(f"{where}: an image or video frame member is not a PNG file; the shard is damaged, "
-                         "re-run ingest")
+        raise ValueError(f"{where}: the {what} member is not a PNG file; the shard is damaged, re-run ingest")
     expected = (grid[1] * settings.patch_size, grid[2] * settings.patch_size)
     if size_in_header != expected:
         raise ValueError(
-            f"{where}: an image or video frame is {size_in_header[0]}x{size_in_header[1]} pixels but its JSON says "
+            f"{where}: {what} is {size_in_header[0]}x{size_in_header[1]} pixels but its JSON says "
             f"{expected[0]}x{expected[1]}; re-run ingest"
         )
     return payload
