@@ -124,7 +124,7 @@ class PackedSample:
     """One packed sequence: whole documents back to back, then padding to ``seq_len``."""
 
     tokens: np.ndarray
-    """int32 [S] token ids; one ``<|image_pad|>`` per merged vision token."""
+    """int32 [S] token ids; one ``<|image_pad|>`` / ``<|video_pad|>`` per merged vision token of an image / video."""
     labels: np.ndarray
     """int32 [S]: labels[j] is tokens[j + 1] inside a document, the pad id elsewhere."""
     loss_mask: np.ndarray
