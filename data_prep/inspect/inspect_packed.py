@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--sample {args.sample} is out of range: {directory} has {len(dataset)} samples")
     sample = dataset[args.sample]
     settings = dataset.manifest.image_settings
-    print(describe_sample(sample, tokenizer, patch=settings.patch_size, temporal_patch_size=settings.temporal_patch_size,
-                          title=f"sample {args.sample}"))
+    print(describe_sample(sample, tokenizer, patch=settings.patch_size,
+                          temporal_patch_size=settings.temporal_patch_size, title=f"sample {args.sample}"))
     if args.tokens:
         start, _, end = args.tokens.partition(":")
         print(token_table(sample, tokenizer, int(start or 0), int(end or sample.seq_len)))
@@ -114,7 +114,9 @@ def _document_runs(sample: PackedSample, start: int, end: int, tokenizer: Tokeni
         i = j
 
 
-def describe_sample(sample: PackedSample, tokenizer: Tokenizer, *, patch: int, temporal_patch_size: int, title: str) -> str:
+def describe_sample(
+    sample: PackedSample, tokenizer: Tokenizer, *, patch: int, temporal_patch_size: int, title: str
+) -> str:
     """The sample as readable text: documents, text runs with positions and loss, images, videos, boxes."""
     lines = [
         f"{title}: {sample.seq_len} tokens, {len(sample.seq_lens)} documents, {len(sample.images)} images, "
@@ -248,7 +250,8 @@ def draw_video_strips(sample: PackedSample, directory: Path, *, prefix: str, tem
     paths = []
     for k, (frames, seconds) in enumerate(zip(sample.videos, sample.second_per_grid_ts)):
         fps = temporal_patch_size / seconds
-        shown = sorted(set(np.linspace(0, len(frames) - 1, min(STRIP_FRAMES, len(frames))).round().astype(int).tolist()))
+        spread = np.linspace(0, len(frames) - 1, min(STRIP_FRAMES, len(frames))).round().astype(int)
+        shown = sorted(set(spread.tolist()))
         pictures = [Image.open(io.BytesIO(frames[j])).convert("RGB") for j in shown]
         width, height = pictures[0].size
         label = 14  # a row under the frames for the timestamps

@@ -14,8 +14,8 @@ can be without cutting inside an image or a video (the cut moves back to just be
 ``<|vision_start|>``). Each part is its own document: positions restart at 0 and its first token
 is predicted by nothing, and its provenance records part i of n. A document holding an image or a
 video whose tokens alone exceed ``seq_len`` cannot be split that way and is dropped (counted as
-``image_longer_than_seq_len`` or ``video_longer_than_seq_len``, for the first such one). With ``drop``, every document longer than ``seq_len`` is dropped
-(counted as ``longer_than_seq_len``). Nothing is truncated.
+``image_longer_than_seq_len`` or ``video_longer_than_seq_len``, after the first such one). With
+``drop``, every document longer than ``seq_len`` is dropped (counted as ``longer_than_seq_len``). Nothing is truncated.
 
 Tokenizers without ``<think>`` / ``</think>`` (Qwen2.5-VL's own). A document that uses one of them
 (a chain of thought) cannot be written with such a tokenizer: pack drops it and counts it as
@@ -42,7 +42,7 @@ class Document:
     """The tokens of one document (or one part of a split document) and where its images and videos are."""
 
     tokens: np.ndarray
-    """int32 token ids, images expanded, ``<|endoftext|>`` last (unless a later part follows)."""
+    """int32 token ids, images and videos expanded, ``<|endoftext|>`` last (unless a later part follows)."""
     loss: np.ndarray
     """uint8, 1 where the token is a target the loss trains on."""
     image_grids: list[tuple[int, int, int]]

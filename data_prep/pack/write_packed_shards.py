@@ -199,7 +199,9 @@ def read_record(record_dir: str, shard_index: int) -> ShardRecord | None:
         return ShardRecord.from_json(file.read())
 
 
-def _read_png(files: dict, path: str, span: tuple[int, int], grid: tuple[int, int, int], where: str, what: str) -> bytes:
+def _read_png(
+    files: dict, path: str, span: tuple[int, int], grid: tuple[int, int, int], where: str, what: str
+) -> bytes:
     """The PNG bytes at ``span`` of the sample shard ``path``, checked to be a PNG of ``grid``'s size; ``where`` and
     ``what`` ("image", "video 0 frame 3") name it in errors."""
     settings: WriteSettings = _worker["settings"]

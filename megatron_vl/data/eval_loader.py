@@ -23,7 +23,12 @@ class EvalLoader:
     """
 
     def __init__(
-        self, config: DataConfig, *, tokenizer_fingerprint: str, data_parallel_rank: int = 0, data_parallel_size: int = 1,
+        self,
+        config: DataConfig,
+        *,
+        tokenizer_fingerprint: str,
+        data_parallel_rank: int = 0,
+        data_parallel_size: int = 1,
         tokens_per_second: int = 2,
     ) -> None:
         """``tokens_per_second`` is the model's ``vision.tokens_per_second`` (Qwen2.5-VL's 2 by default): a dataset

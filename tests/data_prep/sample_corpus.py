@@ -89,7 +89,8 @@ def make_samples(rng, count):
 
 
 def video_entry(num_frames, height, width, fps, seed):
-    """A video of ``num_frames`` random frames of ``height`` x ``width`` stored at ``fps``: (SampleVideo, frame PNGs)."""
+    """A video of ``num_frames`` random frames of ``height`` x ``width`` stored at ``fps``: (its SampleVideo, its
+    frames' PNGs)."""
     frames = [png(height, width, seed * 1000 + j) for j in range(num_frames)]
     video = SampleVideo(num_frames=num_frames, height=height, width=width, orig_height=2 * height,
                         orig_width=2 * width, fps=fps, duration=num_frames / fps,

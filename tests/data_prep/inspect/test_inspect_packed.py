@@ -22,7 +22,8 @@ def packed(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def video_packed(tmp_path_factory):
-    return build_packed_dataset(tmp_path_factory.mktemp("inspect-videos"), make_video_samples(np.random.default_rng(1), 6))
+    samples = make_video_samples(np.random.default_rng(1), 6)
+    return build_packed_dataset(tmp_path_factory.mktemp("inspect-videos"), samples)
 
 
 def grounding_sample(packed_dir):

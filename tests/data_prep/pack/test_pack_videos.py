@@ -134,7 +134,8 @@ def test_loader_yields_the_patches_grids_and_time_of_the_stored_frames(corpus, p
     for batch in loader:
         samples = [dataset[index] for _, index in batch.sample_ids]
         frames = [video for sample in samples for video in sample.videos]
-        expected = [patchify_video(np.stack([np.asarray(load_image(png)) for png in video]), settings) for video in frames]
+        expected = [patchify_video(np.stack([np.asarray(load_image(png)) for png in video]), settings)
+                    for video in frames]
         assert batch.pixel_values_videos.dtype == torch.float32
         assert batch.pixel_values_videos.shape == (sum(len(p) for p, _ in expected), settings.patch_dim)
         assert torch.equal(batch.pixel_values_videos,
