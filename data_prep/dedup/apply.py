@@ -87,7 +87,7 @@ def apply_plan(source: Path, out: Path, drops: dict[str, dict]) -> int:
             if kept:
                 writer = TarShardWriter(out / name)
                 for record in kept:
-                    writer.add_sample(record.key, sample_members(record.meta, record.images))
+                    writer.add_sample(record.key, sample_members(record.meta, record.images, record.videos))
                 writer.close()
                 shards.append(SampleShardEntry(name=name, num_samples=len(kept), bytes=writer.size, sha256=writer.sha256))
     count = sum(rejects.values()) - manifest.num_rejected

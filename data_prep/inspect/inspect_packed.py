@@ -1,13 +1,15 @@
-"""Show a packed dataset to a person: statistics, or one packed sample as text with images and loss.
+"""Show a packed dataset to a person: statistics, or one packed sample as text with images, videos and loss.
 
-Without --sample it prints the dataset statistics from manifest.json: tokens, images and loss
-tokens per kind, padding fraction, the document-length histogram, split and dropped documents.
+Without --sample it prints the dataset statistics from manifest.json: tokens, images, videos and
+loss tokens per kind, padding fraction, the document-length histogram, split and dropped documents.
 With --sample N (and --tokenizer) it prints packed sample N document by document: each run of
 text with its M-RoPE positions and whether the loss trains on it ("loss") or it is context
-("ctx"), each image as a marker with its size, grid and positions, the grounding boxes found
-in the text with the image they refer to, and the actions and points of GUI documents' answers.
---tokens A:B adds a token-by-token table; --draw DIR saves the sample's images with their boxes,
-GUI actions and points drawn.
+("ctx"), each image as a marker with its size, grid and positions, each video as a marker with its
+frames, size, grid, seconds per temporal patch, the time it covers and its positions, the grounding
+boxes found in the text with the image they refer to, and the actions and points of GUI documents'
+answers. --tokens A:B adds a token-by-token table; --draw DIR saves the sample's images with their
+boxes, GUI actions and points drawn, and each video as a strip of a few of its frames with their
+timestamps.
 
 examples:
   python -m data_prep inspect packed/8k
@@ -41,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample", type=int, help="show this packed sample (0-based, across all shards)")
     parser.add_argument("--tokenizer", help="the tokenizer the dataset was packed with (needed by --sample)")
     parser.add_argument("--tokens", metavar="A:B", help="with --sample: also list tokens A to B-1 one per line")
-    parser.add_argument("--draw", metavar="DIR",
-                        help="with --sample: save its images here with the boxes and GUI actions drawn")
+    parser.add_argument("--draw", metavar="DIR", help="with --sample: save its images with the boxes and GUI "
+                        "actions drawn, and each video as a strip of frames with their timestamps, here")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,13 +64,17 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.sample < len(dataset):
         raise ValueError(f"--sample {args.sample} is out of range: {directory} has {len(dataset)} samples")
     sample = dataset[args.sample]
-    patch = dataset.manifest.image_settings.patch_size
-    print(describe_sample(sample, tokenizer, patch=patch, title=f"sample {args.sample}"))
+    settings = dataset.manifest.image_settings
+    print(describe_sample(sample, tokenizer, patch=settings.patch_size,
+                          temporal_patch_size=settings.temporal_patch_size, title=f"sample {args.sample}"))
     if args.tokens:
         start, _, end = args.tokens.partition(":")
         print(token_table(sample, tokenizer, int(start or 0), int(end or sample.seq_len)))
     if args.draw:
-        for path in draw_boxes(sample, tokenizer, Path(args.draw), prefix=f"sample{args.sample}"):
+        prefix = f"sample{args.sample}"
+        for path in draw_boxes(sample, tokenizer, Path(args.draw), prefix=prefix) + draw_video_strips(
+            sample, Path(args.draw), prefix=prefix, temporal_patch_size=settings.temporal_patch_size
+        ):
             print(f"wrote {path}")
     return 0
 
@@ -88,9 +94,11 @@ def print_statistics(manifest: PackedManifest, directory: str) -> None:
         print(f"    {low:>7} - {high - 1:<7}{count:>9}  {bar}")
 
 
-def _document_runs(sample: PackedSample, start: int, end: int, vision_start: int, vision_end: int):
-    """``(first, last + 1, is_image, trained)`` runs of one document's tokens."""
+def _document_runs(sample: PackedSample, start: int, end: int, tokenizer: Tokenizer):
+    """``(first, last + 1, vision, trained)`` runs of one document's tokens; ``vision`` is "image" or "video" for
+    the markers and placeholders of one, None for text."""
     tokens = sample.tokens
+    vision_start, vision_end = tokenizer.vision_start_id, tokenizer.vision_end_id
     # Token i is trained on when it is the label of token i - 1 with the loss mask on.
     trained = np.zeros(end - start, dtype=bool)
     trained[1:] = sample.loss_mask[start : end - 1].astype(bool)
@@ -98,23 +106,25 @@ def _document_runs(sample: PackedSample, start: int, end: int, vision_start: int
     while i < end:
         if tokens[i] == vision_start:
             close = i + int(np.argmax(tokens[i:end] == vision_end))
-            yield i, close + 1, True, False
+            yield i, close + 1, "video" if tokens[i + 1] == tokenizer.video_pad_id else "image", False
             i = close + 1
             continue
         j = i
         while j < end and tokens[j] != vision_start and trained[j - start] == trained[i - start]:
             j += 1
-        yield i, j, False, bool(trained[i - start])
+        yield i, j, None, bool(trained[i - start])
         i = j
 
 
-def describe_sample(sample: PackedSample, tokenizer: Tokenizer, *, patch: int, title: str) -> str:
-    """The sample as readable text: documents, text runs with positions and loss, images, boxes."""
+def describe_sample(
+    sample: PackedSample, tokenizer: Tokenizer, *, patch: int, temporal_patch_size: int, title: str
+) -> str:
+    """The sample as readable text: documents, text runs with positions and loss, images, videos, boxes."""
     lines = [
         f"{title}: {sample.seq_len} tokens, {len(sample.seq_lens)} documents, {len(sample.images)} images, "
-        f"{sample.num_padding} padding, {int(sample.loss_mask.sum())} loss tokens"
+        f"{len(sample.videos)} videos, {sample.num_padding} padding, {int(sample.loss_mask.sum())} loss tokens"
     ]
-    image_number = 0
+    image_number = video_number = 0
     cu = sample.cu_seqlens
     for d, record in enumerate(sample.documents):
         start, end = int(cu[d]), int(cu[d + 1])
@@ -126,10 +136,13 @@ def describe_sample(sample: PackedSample, tokenizer: Tokenizer, *, patch: int, t
             f"  from input {source.input} {source.shard} key {source.key} ({where})"
         )
         images_in_document = []
-        for first, last, is_image, trained in _document_runs(sample, start, end, tokenizer.vision_start_id,
-                                                             tokenizer.vision_end_id):
+        for first, last, vision, trained in _document_runs(sample, start, end, tokenizer):
             positions = sample.position_ids[:, first:last]
-            if is_image:
+            if vision == "video":
+                lines.append(f"  {_span(positions[0]):>13}  ctx   "
+                             + _video_marker(sample, video_number, positions, patch, temporal_patch_size))
+                video_number += 1
+            elif vision == "image":
                 t, h, w = sample.image_grid_thw[image_number]
                 text = (f"<image {image_number}: {h * patch}x{w * patch} px, grid {t}x{h}x{w}, {last - first - 2} "
                         f"tokens, t {_span(positions[0, 1:-1])} h {_span(positions[1, 1:-1])} "
@@ -150,6 +163,17 @@ def describe_sample(sample: PackedSample, tokenizer: Tokenizer, *, patch: int, t
     return "\n".join(lines)
 
 
+def _video_marker(sample: PackedSample, k: int, positions: np.ndarray, patch: int, temporal_patch_size: int) -> str:
+    """``<video k: ...>``: frames, size, grid, time per temporal patch and covered, tokens and positions."""
+    t, h, w = sample.video_grid_thw[k]
+    seconds = sample.second_per_grid_ts[k]
+    frames = len(sample.videos[k])
+    fps = temporal_patch_size / seconds
+    return (f"<video {k}: {frames} frames of {h * patch}x{w * patch} px at {fps:.3g} fps, grid {t}x{h}x{w}, "
+            f"{seconds:.3g} s per temporal patch, covers {frames / fps:.3g} s, {positions.shape[1] - 2} tokens, "
+            f"t {_span(positions[0, 1:-1])} h {_span(positions[1, 1:-1])} w {_span(positions[2, 1:-1])}>")
+
+
 def _span(values: np.ndarray) -> str:
     low, high = int(values.min()), int(values.max())
     return f"{low}" if low == high else f"{low}-{high}"
@@ -158,9 +182,8 @@ def _span(values: np.ndarray) -> str:
 def _boxes(sample: PackedSample, tokenizer: Tokenizer, start: int, end: int, images: list[tuple[int, int]]):
     """``(box, label, image number or None)`` of each grounding box in the document's text."""
     found = []
-    for first, last, is_image, _ in _document_runs(sample, start, end, tokenizer.vision_start_id,
-                                                   tokenizer.vision_end_id):
-        if is_image:
+    for first, last, vision, _ in _document_runs(sample, start, end, tokenizer):
+        if vision is not None:
             continue
         before = [number for number, position in images if position < first]
         image = before[-1] if before else (images[0][0] if images else None)
@@ -207,8 +230,8 @@ def draw_boxes(sample: PackedSample, tokenizer: Tokenizer, directory: Path, *, p
     image_number = 0
     for d in range(len(sample.seq_lens)):
         start, end = int(cu[d]), int(cu[d + 1])
-        starts = np.flatnonzero(sample.tokens[start:end] == tokenizer.vision_start_id) + start
-        images = [(image_number + k, int(position)) for k, position in enumerate(starts)]
+        starts = [first for first, _, vision, _ in _document_runs(sample, start, end, tokenizer) if vision == "image"]
+        images = [(image_number + k, position) for k, position in enumerate(starts)]
         image_number += len(images)
         for box, label, image in _boxes(sample, tokenizer, start, end, images):
             if image is not None and len(box) == 4:
@@ -222,5 +245,32 @@ def draw_boxes(sample: PackedSample, tokenizer: Tokenizer, directory: Path, *, p
     for k, picture in enumerate(pictures):
         path = directory / f"{prefix}-image{k}.png"
         picture.save(path)
+        paths.append(path)
+    return paths
+
+
+STRIP_FRAMES = 6
+"""Most frames a video's strip shows, evenly spread over the video."""
+
+
+def draw_video_strips(sample: PackedSample, directory: Path, *, prefix: str, temporal_patch_size: int) -> list[Path]:
+    """Save each video of the sample as one PNG: up to ``STRIP_FRAMES`` of its frames side by side, each with its
+    timestamp (frame j of frames stored at ``fps`` is at j / fps seconds)."""
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for k, (frames, seconds) in enumerate(zip(sample.videos, sample.second_per_grid_ts)):
+        fps = temporal_patch_size / seconds
+        spread = np.linspace(0, len(frames) - 1, min(STRIP_FRAMES, len(frames))).round().astype(int)
+        shown = sorted(set(spread.tolist()))
+        pictures = [Image.open(io.BytesIO(frames[j])).convert("RGB") for j in shown]
+        width, height = pictures[0].size
+        label = 14  # a row under the frames for the timestamps
+        strip = Image.new("RGB", (len(pictures) * (width + 4), height + label), (255, 255, 255))
+        draw = ImageDraw.Draw(strip)
+        for n, (j, picture) in enumerate(zip(shown, pictures)):
+            strip.paste(picture, (n * (width + 4), 0))
+            draw.text((n * (width + 4) + 1, height + 1), f"{j / fps:.1f}s", fill=(0, 0, 0))
+        path = directory / f"{prefix}-video{k}.png"
+        strip.save(path)
         paths.append(path)
     return paths

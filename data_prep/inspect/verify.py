@@ -3,9 +3,11 @@
 The default check reads every shard and offsets index once and compares sizes and sha256 digests
 with manifest.json; it also refuses shards the manifest does not list. --deep reads every sample
 and checks what training relies on: labels are the next token of the same document, the loss
-mask never covers images, vision markers or padding, image placeholders match the image grids
-and PNG sizes, positions are the M-RoPE positions of each document, and the token counts add up
-to the manifest's. Exits 1 and lists every problem on any mismatch, 0 when all is well.
+mask never covers images, videos, vision markers or padding, image and video placeholders match
+their grids, image PNG sizes match their grids, each video's frame members are all there (as many
+as its grid's temporal patches need) and of its grid's size, positions are the M-RoPE positions of
+each document (videos with the manifest's tokens_per_second), and the token counts add up to the
+manifest's. Exits 1 and lists every problem on any mismatch, 0 when all is well.
 
 example:
   python -m data_prep verify packed/8k --deep
@@ -104,7 +106,7 @@ def _verify_samples(directory: Path, manifest: PackedManifest, progress: bool) -
                     problems.append(str(error))
                     continue
                 problems += [f"{entry.name} sample {i}: {problem}" for problem in check_packed_sample(sample, contract)]
-                for kind, counts in document_kind_stats(sample, contract.image_pad_id, contract.vision_start_id):
+                for kind, counts in document_kind_stats(sample, contract.image_pad_id, contract.video_pad_id):
                     totals[kind] += counts
                 lengths += sample.seq_lens.tolist()
     problems += _totals_problems(manifest, totals, lengths)

@@ -12,17 +12,21 @@ from megatron_vl.data.packed_format import DocumentSource, PackedDocument, Packe
 def assemble_sequence(
     documents: list[Document],
     images: list[bytes],
+    videos: list[list[bytes]],
     *,
     sources: list[DocumentSource],
     origins: list[dict],
     seq_len: int,
     pad_id: int,
     image_pad_id: int,
+    video_pad_id: int,
     vision_start_id: int,
     spatial_merge_size: int,
+    tokens_per_second: int,
 ) -> PackedSample:
-    """One packed sample from ``documents`` (in order), their images' PNG bytes (in order), and each
-    document's source sample and that sample's origin (its ingest ``source``)."""
+    """One packed sample from ``documents`` (in order), their images' PNG bytes (in order), their videos'
+    frames' PNG bytes (in order), and each document's source sample and that sample's origin (its ingest
+    ``source``)."""
     lengths = [len(document) for document in documents]
     used = sum(lengths)
     assert used <= seq_len and len(sources) == len(origins) == len(documents)
@@ -41,6 +45,8 @@ def assemble_sequence(
         positions[:, start:end] = mrope_position_ids(
             document.tokens, document.image_grids, image_pad_id=image_pad_id,
             vision_start_id=vision_start_id, spatial_merge_size=spatial_merge_size,
+            video_grid_thw=document.video_grids, second_per_grid_ts=document.video_seconds,
+            video_pad_id=video_pad_id, tokens_per_second=tokens_per_second,
         )
         records.append(PackedDocument(
             kind=document.kind,
@@ -50,6 +56,7 @@ def assemble_sequence(
             length=len(document),
             num_images=len(document.image_grids),
             loss_tokens=int(document.loss[1:].sum()),
+            num_videos=len(document.video_grids),
         ))
         start = end
     return PackedSample(
@@ -62,4 +69,7 @@ def assemble_sequence(
         image_grid_thw=[grid for document in documents for grid in document.image_grids],
         documents=records,
         num_padding=seq_len - used,
+        videos=videos,
+        video_grid_thw=[grid for document in documents for grid in document.video_grids],
+        second_per_grid_ts=[seconds for document in documents for seconds in document.video_seconds],
     )

@@ -2,15 +2,17 @@
 
 Every document of the inputs (one or more ingest outputs, concatenated) is tokenized: its text,
 its images as <|vision_start|> + one <|image_pad|> per merged vision token + <|vision_end|>
-(counted from the stored image size, never decoded), <|endoftext|> at the end. Documents are
+(counted from the stored image size, never decoded), its videos likewise with one <|video_pad|> per
+merged vision token of each temporal patch of frames, <|endoftext|> at the end. Documents are
 shuffled with --seed, sorted by length within windows of --window documents and packed best-fit
 into sequences, padded to --seq-len. Each packed sample holds tokens, labels, loss mask, M-RoPE
-positions (per document, as transformers' get_rope_index), document lengths, the images'
-PNG bytes and every document's provenance; manifest.json records checksums and token counts.
+positions (per document, as transformers' get_rope_index; a video's temporal positions count
+--tokens-per-second per second), document lengths, the images' and video frames' PNG bytes and
+every document's provenance; manifest.json records checksums and token counts.
 
 Documents longer than --seq-len: with --long-doc split (default) they are cut into parts at token
-boundaries, never inside an image; a document with an image longer than --seq-len by itself is
-dropped and counted. With --long-doc drop, every such document is dropped and counted. With a
+boundaries, never inside an image or a video; a document with an image or a video longer than
+--seq-len by itself is dropped and counted. With --long-doc drop, every such document is dropped and counted. With a
 tokenizer that lacks <think> / </think> (Qwen2.5-VL's own), the documents that use them (chains of
 thought) are dropped and counted as tokenizer_lacks_special_token.
 
@@ -82,6 +84,8 @@ class PackOptions:
     """Packed sequences per shard."""
     long_doc: str = "split"
     """Policy for documents longer than seq_len: ``split`` or ``drop`` (see the module docstring)."""
+    tokens_per_second: int = 2
+    """Temporal M-RoPE positions per second of video: the model's ``vision.tokens_per_second`` (Qwen2.5-VL: 2)."""
     workers: int = 1
     """Worker processes; the output does not depend on it."""
     partition: Partition | None = None
@@ -91,13 +95,14 @@ class PackOptions:
     def __post_init__(self) -> None:
         if not self.inputs:
             raise ValueError("pack needs at least one --input directory")
-        for name in ("seq_len", "window", "shard_size", "workers"):
+        for name in ("seq_len", "window", "shard_size", "workers", "tokens_per_second"):
             positive_int("PackOptions", name, getattr(self, name))
         one_of("PackOptions", "long_doc", self.long_doc, LONG_DOC_POLICIES)
 
     @property
     def settings(self) -> PackSettings:
-        return PackSettings(seed=self.seed, window=self.window, shard_size=self.shard_size, long_doc=self.long_doc)
+        return PackSettings(seed=self.seed, window=self.window, shard_size=self.shard_size, long_doc=self.long_doc,
+                            tokens_per_second=self.tokens_per_second)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +121,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--long-doc", choices=LONG_DOC_POLICIES, default=defaults["long_doc"],
                         help="documents longer than --seq-len: split them at token boundaries outside images, "
                              "or drop them (default split; either way they are counted)")
+    parser.add_argument("--tokens-per-second", type=int, default=defaults["tokens_per_second"],
+                        help="temporal M-RoPE positions per second of video: the model's vision.tokens_per_second "
+                             f"(default {defaults['tokens_per_second']}, Qwen2.5-VL's; training refuses a dataset "
+                             "packed with another)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="worker processes (default: all CPUs)")
     parser.add_argument("--partition", type=Partition.parse, metavar="I/N",
                         help="pack partition I of N: reads INPUT/partition-IIIII-of-NNNNN/ of each --input, writes "
@@ -130,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
         identity = {
             "partition": str(partition), "inputs": [os.path.abspath(path) for path in inputs],
             "settings": {"tokenizer": os.path.abspath(args.tokenizer), "seq_len": args.seq_len, "seed": args.seed,
-                         "window": args.window, "shard_size": args.shard_size, "long_doc": args.long_doc},
+                         "window": args.window, "shard_size": args.shard_size, "long_doc": args.long_doc,
+                         "tokens_per_second": args.tokens_per_second},
         }
         if finished(out, identity):
             print(f"{out} is finished already (partition {partition}); nothing to do")
@@ -138,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     options = PackOptions(
         inputs=inputs, tokenizer=args.tokenizer, out=out, seq_len=args.seq_len, seed=args.seed,
         window=args.window, shard_size=args.shard_size, long_doc=args.long_doc, workers=args.workers,
-        partition=partition,
+        partition=partition, tokens_per_second=args.tokens_per_second,
     )
     started = time.monotonic()
     try:
@@ -204,8 +214,9 @@ def pack(options: PackOptions, *, progress: bool = True) -> PackedManifest | Non
             TokenizedShardSource(prefix=prefix, input=shard.input, shard=shard.shard, shard_path=shard.shard_path)
             for prefix, shard in zip(prefixes, tokenized)
         ],
-        pad_id=tokenizer.pad_id, image_pad_id=tokenizer.image_pad_id, vision_start_id=tokenizer.vision_start_id,
-        patch_size=image_settings.patch_size, merge_size=image_settings.merge_size, histogram_edges=edges,
+        pad_id=tokenizer.pad_id, image_pad_id=tokenizer.image_pad_id, video_pad_id=tokenizer.video_pad_id,
+        vision_start_id=tokenizer.vision_start_id, patch_size=image_settings.patch_size,
+        merge_size=image_settings.merge_size, tokens_per_second=options.tokens_per_second, histogram_edges=edges,
         first_shard_number=0 if options.partition is None else options.partition.index,
         shard_number_step=1 if options.partition is None else options.partition.count,
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep.webdataset_tar import TarShardWriter
-from megatron_vl.data.packed_format import ARRAY_MEMBERS, PackedSample, index_name
+from megatron_vl.data.packed_format import ARRAY_MEMBERS, PackedSample, index_name, video_frame_member
 from megatron_vl.data.packed_manifest import MANIFEST_NAME, PackedManifest, ShardEntry
 from megatron_vl.files import write_atomically
 
@@ -37,10 +37,16 @@ def packed_sample_members(sample: PackedSample) -> dict[str, bytes]:
         "image_grid_thw": [list(map(int, grid)) for grid in sample.image_grid_thw],
         "documents": [dataclasses.asdict(document) for document in sample.documents],
         "num_padding": int(sample.num_padding),
+        "video_grid_thw": [list(map(int, grid)) for grid in sample.video_grid_thw],
+        "second_per_grid_ts": [float(seconds) for seconds in sample.second_per_grid_ts],
+        "video_frames": [len(frames) for frames in sample.videos],
     }
     members["meta.json"] = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
     for k, image in enumerate(sample.images):
         members[f"img{k}.png"] = image
+    for k, frames in enumerate(sample.videos):
+        for j, frame in enumerate(frames):
+            members[video_frame_member(k, j)] = frame
     return members
 
 

@@ -1,6 +1,6 @@
 """Pack's first pass: each sample shard becomes a tokenized shard (``tokenized_shard``) in the pack's
-work directory. Images are not decoded or copied here: the second pass copies their bytes straight
-from the sample shard.
+work directory. Images and video frames are not decoded or copied here: the second pass copies their
+bytes straight from the sample shard.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ def tokenize_shard(task: TokenizeTask) -> TokenizedShard:
         parts, reason = fit_to_seq_len(
             document, seq_len=settings.seq_len, policy=settings.long_doc,
             vision_start_id=tokenizer.vision_start_id, vision_end_id=tokenizer.vision_end_id,
+            video_pad_id=tokenizer.video_pad_id,
         )
         if reason is not None:
             dropped[reason] += 1
@@ -89,6 +90,9 @@ def tokenize_shard(task: TokenizeTask) -> TokenizedShard:
                 length=len(part),
                 image_grids=part.image_grids,
                 image_spans=[sample.image_spans[k] for k in part.image_refs],
+                video_grids=part.video_grids,
+                video_seconds=part.video_seconds,
+                video_spans=[sample.video_spans[k] for k in part.video_refs],
             ))
             token_parts.append(part.tokens)
             loss_parts.append(part.loss)

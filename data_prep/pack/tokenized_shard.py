@@ -3,8 +3,8 @@
 For sample shard ``samples-000003.tar`` of input 1, under the work directory's ``tokenized/``:
 ``001-samples-000003.tokens.npy`` (int32, the tokens of all its documents back to back),
 ``.loss.npy`` (uint8, the loss flag of each token) and, last, ``.docs.json`` (``TokenizedShard``:
-where each document lies in those arrays, its kind, provenance and where its images lie inside the
-sample shard). The ``.docs.json`` is the mark that the shard is done: a rerun skips shards that
+where each document lies in those arrays, its kind, provenance and where its images and video frames
+lie inside the sample shard). The ``.docs.json`` is the mark that the shard is done: a rerun skips shards that
 have one.
 """
 
@@ -22,7 +22,7 @@ from megatron_vl.files import atomic_file, write_atomically
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TokenizedDocument:
-    """One document (or part of a split one) of a tokenized sample shard: where its tokens and images are."""
+    """One document (or part of a split one) of a tokenized sample shard: where its tokens, images and videos are."""
 
     key: str
     """Its sample's key in the sample shard."""
@@ -40,6 +40,12 @@ class TokenizedDocument:
     """(t, h, w) in patches of each of its images, in order."""
     image_spans: list[tuple[int, int]]
     """``(byte offset, size)`` of each of its images' PNG in the sample shard."""
+    video_grids: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)
+    """(t, h, w) in patches of each of its videos, in order."""
+    video_seconds: list[float] = dataclasses.field(default_factory=list)
+    """Seconds one temporal patch of each of its videos spans."""
+    video_spans: list[list[tuple[int, int]]] = dataclasses.field(default_factory=list)
+    """Per video, ``(byte offset, size)`` of each of its frames' PNG in the sample shard."""
 
     @classmethod
     def from_dict(cls, values) -> "TokenizedDocument":

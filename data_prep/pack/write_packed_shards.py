@@ -1,7 +1,7 @@
 """Pack's second pass: one packed shard from its planned sequences of tokenized documents.
 
-Document tokens come from the first pass's arrays, image bytes straight from the sample shards
-(checked to be PNGs of the planned size, never decoded). Each finished shard is recorded in
+Document tokens come from the first pass's arrays, image and video frame bytes straight from the
+sample shards (checked to be PNGs of the planned size, never decoded). Each finished shard is recorded in
 ``shards/packed-NNNNNN.json`` of the work directory (``ShardRecord``) with its checksum and token
 counts, after the shard itself is in place, so a rerun skips exactly the shards that are complete.
 """
@@ -37,7 +37,7 @@ class TokenizedShardSource:
     shard: str
     """The sample shard's file name."""
     shard_path: str
-    """The sample shard file (images are read from it)."""
+    """The sample shard file (images and video frames are read from it)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -55,13 +55,17 @@ class WriteSettings:
     pad_id: int
     """Id of padding tokens and labels."""
     image_pad_id: int
-    """``<|image_pad|>``: one per merged vision token."""
+    """``<|image_pad|>``: one per merged vision token of an image."""
+    video_pad_id: int
+    """``<|video_pad|>``: one per merged vision token of a video."""
     vision_start_id: int
-    """``<|vision_start|>``: precedes each image's placeholders."""
+    """``<|vision_start|>``: precedes each image's or video's placeholders."""
     patch_size: int
     """ViT patch side in pixels (image grid = pixels / patch_size)."""
     merge_size: int
     """Patches merged per side into one LLM token."""
+    tokens_per_second: int
+    """Temporal M-RoPE positions per second of video."""
     histogram_edges: list[int]
     """Document length buckets of the manifest's histogram."""
     first_shard_number: int = 0
@@ -124,19 +128,26 @@ def _token_arrays(number: int) -> tuple[np.ndarray, np.ndarray]:
     return arrays[number]
 
 
-def _load_document(number: int, planned: TokenizedDocument, files: dict) -> tuple[Document, list[bytes], DocumentSource]:
-    """A planned document: its tokens from its tokenized shard, its images' PNG bytes, its source."""
+def _load_document(
+    number: int, planned: TokenizedDocument, files: dict
+) -> tuple[Document, list[bytes], list[list[bytes]], DocumentSource]:
+    """A planned document: its tokens from its tokenized shard, its images' and video frames' PNG bytes, its source."""
     source = _worker["settings"].tokenized_shards[number]
     tokens, loss = _token_arrays(number)
     start, end = planned.offset, planned.offset + planned.length
     document = Document(
         tokens=np.array(tokens[start:end]), loss=np.array(loss[start:end]), image_grids=planned.image_grids,
         image_refs=list(range(len(planned.image_grids))), kind=planned.kind, part=planned.part,
+        video_grids=planned.video_grids, video_seconds=planned.video_seconds,
+        video_refs=list(range(len(planned.video_grids))),
     )
     where = f"{source.shard_path} sample {planned.key}"
-    images = [_read_png(files, source.shard_path, span, grid, where)
+    images = [_read_png(files, source.shard_path, span, grid, where, "image")
               for span, grid in zip(planned.image_spans, planned.image_grids)]
-    return document, images, DocumentSource(input=source.input, shard=source.shard, key=planned.key)
+    videos = [[_read_png(files, source.shard_path, span, grid, where, f"video {k} frame {j}")
+               for j, span in enumerate(spans)]
+              for k, (spans, grid) in enumerate(zip(planned.video_spans, planned.video_grids))]
+    return document, images, videos, DocumentSource(input=source.input, shard=source.shard, key=planned.key)
 
 
 def write_packed_shard(task: WriteTask) -> ShardRecord:
@@ -148,18 +159,20 @@ def write_packed_shard(task: WriteTask) -> ShardRecord:
 
     def samples():
         for number, sequence in enumerate(task.sequences):
-            documents, images, sources = [], [], []
+            documents, images, videos, sources = [], [], [], []
             for shard_number, planned in sequence:
-                document, document_images, source = _load_document(shard_number, planned, files)
+                document, document_images, document_videos, source = _load_document(shard_number, planned, files)
                 documents.append(document)
                 images += document_images
+                videos += document_videos
                 sources.append(source)
             sample = assemble_sequence(
-                documents, images, sources=sources, origins=[planned.origin for _, planned in sequence],
+                documents, images, videos, sources=sources, origins=[planned.origin for _, planned in sequence],
                 seq_len=settings.seq_len, pad_id=settings.pad_id, image_pad_id=settings.image_pad_id,
-                vision_start_id=settings.vision_start_id, spatial_merge_size=settings.merge_size,
+                video_pad_id=settings.video_pad_id, vision_start_id=settings.vision_start_id,
+                spatial_merge_size=settings.merge_size, tokens_per_second=settings.tokens_per_second,
             )
-            for kind, counts in document_kind_stats(sample, settings.image_pad_id, settings.vision_start_id):
+            for kind, counts in document_kind_stats(sample, settings.image_pad_id, settings.video_pad_id):
                 stats[kind] = stats.get(kind, KindStats()) + counts
             lengths.extend(sample.seq_lens.tolist())
             yield sample_key(settings.shard_number(task.shard_index), number), sample
@@ -186,18 +199,22 @@ def read_record(record_dir: str, shard_index: int) -> ShardRecord | None:
         return ShardRecord.from_json(file.read())
 
 
-def _read_png(files: dict, path: str, span: tuple[int, int], grid: tuple[int, int, int], where: str) -> bytes:
+def _read_png(
+    files: dict, path: str, span: tuple[int, int], grid: tuple[int, int, int], where: str, what: str
+) -> bytes:
+    """The PNG bytes at ``span`` of the sample shard ``path``, checked to be a PNG of ``grid``'s size; ``where`` and
+    ``what`` ("image", "video 0 frame 3") name it in errors."""
     settings: WriteSettings = _worker["settings"]
     if path not in files:
         files[path] = open(path, "rb")
     payload = read_span(files[path], span)
     size_in_header = png_size(payload)
     if len(payload) != span[1] or size_in_header is None:
-        raise ValueError(f"{where}: an image member is not a PNG file; the shard is damaged, re-run ingest")
+        raise ValueError(f"{where}: the {what} member is not a PNG file; the shard is damaged, re-run ingest")
     expected = (grid[1] * settings.patch_size, grid[2] * settings.patch_size)
     if size_in_header != expected:
         raise ValueError(
-            f"{where}: image is {size_in_header[0]}x{size_in_header[1]} pixels but its JSON says "
+            f"{where}: {what} is {size_in_header[0]}x{size_in_header[1]} pixels but its JSON says "
             f"{expected[0]}x{expected[1]}; re-run ingest"
         )
     return payload

@@ -1,4 +1,4 @@
-"""One micro-batch as the model takes it: packed rows of tokens, their document boundaries and image patches."""
+"""One micro-batch as the model takes it: packed rows of tokens, their document boundaries, image and video patches."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from megatron_vl.data.packed_format import PackedSample
 
 @dataclasses.dataclass(kw_only=True)
 class VLBatch:
-    """``b`` packed sequences of ``s`` tokens and the patches of all their images."""
+    """``b`` packed sequences of ``s`` tokens and the patches of all their images and videos."""
 
     tokens: torch.Tensor
-    """int64 [b, s] token ids, one ``<|image_pad|>`` per merged vision token."""
+    """int64 [b, s] token ids, one ``<|image_pad|>`` / ``<|video_pad|>`` per merged vision token."""
     labels: torch.Tensor
     """int64 [b, s] next token of the same document (the pad id where there is none)."""
     loss_mask: torch.Tensor
@@ -32,6 +32,12 @@ class VLBatch:
     """float32 [num_patches, 3 * 2 * 14 * 14] the image processor's patches of every image, in order."""
     image_grid_thw: torch.Tensor
     """int64 [num_images, 3] each image's (frames, rows, columns) in patches."""
+    pixel_values_videos: torch.Tensor
+    """float32 [num_video_patches, 3 * 2 * 14 * 14] the video processor's patches of every video, in order."""
+    video_grid_thw: torch.Tensor
+    """int64 [num_videos, 3] each video's (temporal patches, rows, columns) in patches."""
+    second_per_grid_ts: torch.Tensor
+    """float32 [num_videos] seconds one temporal patch of each video spans."""
     loss_tokens_per_kind: dict[str, int]
     """Tokens in the loss per data kind (caption, interleaved, ...) of the documents they belong to."""
     sample_ids: list[tuple[int, int]]
@@ -66,18 +72,25 @@ def loss_tokens_per_kind(sample: PackedSample) -> Counter:
 
 
 def build_batch(
-    samples: list[PackedSample], patches: list[np.ndarray], sample_ids: list[tuple[int, int]], patch_dim: int
+    samples: list[PackedSample],
+    patches: list[np.ndarray],
+    sample_ids: list[tuple[int, int]],
+    patch_dim: int,
+    video_patches: list[np.ndarray] = (),
 ) -> VLBatch:
-    """Stack packed samples into one micro-batch; ``patches`` holds the patches of every image of the
-    samples in order (float32 [that image's patches, patch_dim] each)."""
+    """Stack packed samples into one micro-batch; ``patches`` / ``video_patches`` hold the patches of every
+    image / video of the samples in order (float32 [its patches, patch_dim] each)."""
     seq_len = samples[0].seq_len
     assert all(sample.seq_len == seq_len for sample in samples)
     assert len(patches) == sum(len(sample.images) for sample in samples)
+    assert len(video_patches) == sum(len(sample.videos) for sample in samples)
     segments = [length for sample in samples for length in segment_lengths(sample)]
     kinds = Counter()
     for sample in samples:
         kinds.update(loss_tokens_per_kind(sample))
     grids = [grid for sample in samples for grid in sample.image_grid_thw]
+    video_grids = [grid for sample in samples for grid in sample.video_grid_thw]
+    seconds = [interval for sample in samples for interval in sample.second_per_grid_ts]
     return VLBatch(
         tokens=torch.from_numpy(np.stack([sample.tokens for sample in samples]).astype(np.int64)),
         labels=torch.from_numpy(np.stack([sample.labels for sample in samples]).astype(np.int64)),
@@ -87,6 +100,9 @@ def build_batch(
         max_seqlen=max(segments),
         pixel_values=torch.from_numpy(np.concatenate([np.empty((0, patch_dim), np.float32), *patches])),
         image_grid_thw=torch.tensor(grids, dtype=torch.int64).reshape(len(grids), 3),
+        pixel_values_videos=torch.from_numpy(np.concatenate([np.empty((0, patch_dim), np.float32), *video_patches])),
+        video_grid_thw=torch.tensor(video_grids, dtype=torch.int64).reshape(len(video_grids), 3),
+        second_per_grid_ts=torch.tensor(seconds, dtype=torch.float32),
         loss_tokens_per_kind=dict(sorted(kinds.items())),
         sample_ids=list(sample_ids),
     )

@@ -1,4 +1,5 @@
-"""Opening a packed dataset for a run, refusing one made for another sequence length, tokenizer or images."""
+"""Opening a packed dataset for a run, refusing one made for another sequence length, tokenizer, images or
+video time scale."""
 
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ def open_compatible_dataset(
     seq_len: int,
     tokenizer_fingerprint: str,
     image_settings: ImageSettings,
+    tokens_per_second: int,
     retry_seconds: float = DEFAULT_RETRY_SECONDS,
 ) -> PackedDataset:
     """The packed dataset in ``directory`` (a local folder or a URL), after checking its manifest against the run's
-    settings; ``retry_seconds`` bounds the retries of a URL's transient errors (``storage.DatasetFiles``)."""
+    settings (``tokens_per_second``: the model's ``vision.tokens_per_second``); ``retry_seconds`` bounds the
+    retries of a URL's transient errors (``storage.DatasetFiles``)."""
     try:
         dataset = PackedDataset(directory, retry_seconds=retry_seconds)
         dataset.manifest.check_compatible(
-            seq_len=seq_len, tokenizer_fingerprint=tokenizer_fingerprint, image_settings=image_settings
+            seq_len=seq_len, tokenizer_fingerprint=tokenizer_fingerprint, image_settings=image_settings,
+            tokens_per_second=tokens_per_second,
         )
     except ValueError as error:
         raise ValueError(f"packed dataset {directory}: {error}") from None

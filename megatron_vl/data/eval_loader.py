@@ -23,15 +23,24 @@ class EvalLoader:
     """
 
     def __init__(
-        self, config: DataConfig, *, tokenizer_fingerprint: str, data_parallel_rank: int = 0, data_parallel_size: int = 1
+        self,
+        config: DataConfig,
+        *,
+        tokenizer_fingerprint: str,
+        data_parallel_rank: int = 0,
+        data_parallel_size: int = 1,
+        tokens_per_second: int = 2,
     ) -> None:
+        """``tokens_per_second`` is the model's ``vision.tokens_per_second`` (Qwen2.5-VL's 2 by default): a dataset
+        packed for another is refused."""
         if config.eval_path is None:
             raise ValueError("DataConfig.eval_path is not set; give a held-out packed dataset to evaluate on")
         if not 0 <= data_parallel_rank < data_parallel_size:
             raise ValueError(f"data_parallel_rank={data_parallel_rank} is not in [0, {data_parallel_size})")
         dataset = open_compatible_dataset(
             config.eval_path, seq_len=config.seq_len, tokenizer_fingerprint=tokenizer_fingerprint,
-            image_settings=config.image_settings, retry_seconds=config.remote_retry_seconds,
+            image_settings=config.image_settings, tokens_per_second=tokens_per_second,
+            retry_seconds=config.remote_retry_seconds,
         )
         wanted = len(dataset) if config.eval_samples is None else config.eval_samples
         if wanted > len(dataset):

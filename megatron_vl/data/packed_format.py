@@ -12,8 +12,14 @@ sample) for random access, and ``manifest.json`` (``packed_manifest``). One samp
     {key}.loss_mask.npy     uint8 [S]     1 where labels[j] is a text token its document trains on
     {key}.position_ids.npy  int32 [3, S]  M-RoPE (t, h, w), restarting at 0 for each document
     {key}.seq_lens.npy      int32 [D]     document lengths; the padding tail is S - sum
-    {key}.meta.json         {"image_grid_thw", "documents", "num_padding"}
+    {key}.meta.json         {"image_grid_thw", "documents", "num_padding",
+                             "video_grid_thw", "second_per_grid_ts", "video_frames" (frames stored per video)}
     {key}.img{k}.png        the k-th image of the sequence, at its resized size
+    {key}.vid{k}.{j:05d}.png  frame j of the k-th video of the sequence, at its resized size (all its frames
+                            one size; the loader repeats the last frame to fill the last temporal patch)
+
+Shards written before videos existed have no video members, meta fields or document ``num_videos`` and read
+as holding no videos.
 
 Shards are written byte-for-byte reproducibly (fixed member order, mtimes and owners) and
 atomically (a temporary name, then a rename), so a rerun can trust any shard that exists.
@@ -44,7 +50,15 @@ ARRAY_MEMBERS = {  # member suffix -> (dtype, number of dimensions)
     "seq_lens.npy": ("<i4", 1),
 }
 IMAGE_MEMBER = re.compile(r"img(\d+)\.png")
+VIDEO_FRAME_MEMBER = re.compile(r"vid(\d+)\.(\d{5})\.png")
 META_FIELDS = ("image_grid_thw", "documents", "num_padding")
+VIDEO_META_FIELDS = ("video_grid_thw", "second_per_grid_ts", "video_frames")
+"""Fields of ``meta.json`` that shards written before videos existed lack."""
+
+
+def video_frame_member(k: int, j: int) -> str:
+    """Member suffix of frame ``j`` of a sequence's video ``k``."""
+    return f"vid{k}.{j:05d}.png"
 
 
 def shard_name(index: int) -> str:
@@ -97,6 +111,8 @@ class PackedDocument:
     """Its images."""
     loss_tokens: int
     """Its tokens whose label the loss counts."""
+    num_videos: int = 0
+    """Its videos (records written before videos existed have none)."""
 
     @classmethod
     def from_dict(cls, values) -> "PackedDocument":
@@ -108,7 +124,7 @@ class PackedSample:
     """One packed sequence: whole documents back to back, then padding to ``seq_len``."""
 
     tokens: np.ndarray
-    """int32 [S] token ids; one ``<|image_pad|>`` per merged vision token."""
+    """int32 [S] token ids; one ``<|image_pad|>`` / ``<|video_pad|>`` per merged vision token of an image / video."""
     labels: np.ndarray
     """int32 [S]: labels[j] is tokens[j + 1] inside a document, the pad id elsewhere."""
     loss_mask: np.ndarray
@@ -125,6 +141,12 @@ class PackedSample:
     """Per document, its provenance and counts."""
     num_padding: int
     """Padding tokens at the end (S - sum(seq_lens))."""
+    videos: list[list[bytes]] = dataclasses.field(default_factory=list)
+    """Per video in order of appearance, the PNG bytes of its stored frames, already at the resized size."""
+    video_grid_thw: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)
+    """(t, h, w) in patches of each video: t = ceil(frames / temporal_patch_size) temporal patches."""
+    second_per_grid_ts: list[float] = dataclasses.field(default_factory=list)
+    """Seconds one temporal patch of each video spans."""
 
     @property
     def seq_len(self) -> int:
@@ -157,6 +179,11 @@ class PackedSample:
             )
         if len(self.images) != len(self.image_grid_thw):
             found.append(f"{len(self.images)} images but {len(self.image_grid_thw)} grids")
+        if not len(self.videos) == len(self.video_grid_thw) == len(self.second_per_grid_ts):
+            found.append(f"{len(self.videos)} videos but {len(self.video_grid_thw)} video grids and "
+                         f"{len(self.second_per_grid_ts)} second_per_grid_ts")
+        if any(not frames for frames in self.videos):
+            found.append("a video has no frames")
         if len(self.documents) != len(self.seq_lens):
             found.append(f"{len(self.documents)} document records but {len(self.seq_lens)} document lengths")
         return found
@@ -173,22 +200,36 @@ class PackedSample:
                 for name in ARRAY_MEMBERS
             }
             meta = json.loads(members["meta.json"])
-            if not isinstance(meta, dict) or sorted(meta) != sorted(META_FIELDS):
+            if not isinstance(meta, dict) or sorted(meta) not in (
+                sorted(META_FIELDS), sorted(META_FIELDS + VIDEO_META_FIELDS)
+            ):
                 raise ValueError(f"meta.json holds {sorted(meta) if isinstance(meta, dict) else meta!r}, "
-                                 f"expected the fields {list(META_FIELDS)}")
+                                 f"expected the fields {list(META_FIELDS + VIDEO_META_FIELDS)}")
             documents = [PackedDocument.from_dict(document) for document in meta["documents"]]
             grids = [tuple(grid) for grid in meta["image_grid_thw"]]
+            video_grids = [tuple(grid) for grid in meta.get("video_grid_thw", [])]
+            seconds = [float(value) for value in meta.get("second_per_grid_ts", [])]
+            video_frames = [int(count) for count in meta.get("video_frames", [])]
         except (ValueError, TypeError, OSError) as error:
             raise ValueError(f"{where}: cannot parse a member ({error}); the shard is damaged, re-run pack") from None
         image_numbers = sorted(int(m.group(1)) for name in members if (m := IMAGE_MEMBER.fullmatch(name)))
         if image_numbers != list(range(len(image_numbers))):
             raise ValueError(f"{where}: image members are numbered {image_numbers}, expected 0..n-1")
+        frame_numbers = sorted((int(m.group(1)), int(m.group(2)))
+                               for name in members if (m := VIDEO_FRAME_MEMBER.fullmatch(name)))
+        expected_frames = [(k, j) for k, count in enumerate(video_frames) for j in range(count)]
+        if frame_numbers != expected_frames:
+            raise ValueError(f"{where}: video frame members {frame_numbers} do not match meta.json's video_frames "
+                             f"{video_frames}; the shard is damaged, re-run pack")
         sample = cls(
             **arrays,
             images=[members[f"img{k}.png"] for k in image_numbers],
             image_grid_thw=grids,
             documents=documents,
             num_padding=meta["num_padding"],
+            videos=[[members[video_frame_member(k, j)] for j in range(count)] for k, count in enumerate(video_frames)],
+            video_grid_thw=video_grids,
+            second_per_grid_ts=seconds,
         )
         problems = sample.structure_problems()
         if problems:

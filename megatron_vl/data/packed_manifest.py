@@ -47,13 +47,17 @@ class KindStats:
     documents: int = 0
     """Documents of this kind (a split document counts once per part)."""
     tokens: int = 0
-    """All their tokens: text, vision markers, image placeholders and end-of-document."""
+    """All their tokens: text, vision markers, image and video placeholders and end-of-document."""
     image_tokens: int = 0
     """Of which ``<|image_pad|>`` placeholders."""
     loss_tokens: int = 0
     """Tokens the loss is computed on."""
     images: int = 0
     """Images."""
+    video_tokens: int = 0
+    """Of which ``<|video_pad|>`` placeholders (manifests written before videos existed have none)."""
+    videos: int = 0
+    """Videos."""
 
     def __add__(self, other: "KindStats") -> "KindStats":
         return KindStats(**{
@@ -73,9 +77,13 @@ class PackSettings:
     """Packed sequences per shard."""
     long_doc: str
     """Policy for documents longer than seq_len: one of ``LONG_DOC_POLICIES``."""
+    tokens_per_second: int = 2
+    """Temporal M-RoPE positions per second of video (the model's ``vision.tokens_per_second``; 2 is
+    Qwen2.5-VL's, and what manifests written before videos existed mean)."""
 
     def __post_init__(self) -> None:
         positive_int("pack settings", "window", self.window)
+        positive_int("pack settings", "tokens_per_second", self.tokens_per_second)
         positive_int("pack settings", "shard_size", self.shard_size)
         one_of("pack settings", "long_doc", self.long_doc, LONG_DOC_POLICIES)
 
@@ -191,8 +199,10 @@ class PackedManifest:
         except (ValueError, TypeError, AttributeError) as error:
             raise ValueError(f"{where}: {error}; re-run pack") from None
 
-    def check_compatible(self, *, seq_len: int, tokenizer_fingerprint: str, image_settings: ImageSettings) -> None:
-        """Refuse a dataset made for another sequence length, tokenizer or image preprocessing."""
+    def check_compatible(
+        self, *, seq_len: int, tokenizer_fingerprint: str, image_settings: ImageSettings, tokens_per_second: int
+    ) -> None:
+        """Refuse a dataset made for another sequence length, tokenizer, image preprocessing or video time scale."""
         wanted = {"seq_len": seq_len, "tokenizer_fingerprint": tokenizer_fingerprint}
         for name, value in wanted.items():
             if getattr(self, name) != value:
@@ -206,6 +216,12 @@ class PackedManifest:
             raise ValueError(
                 f"packed dataset's image settings differ from the run's (dataset, run): {differing}; "
                 "re-pack the data with the run's image settings"
+            )
+        if self.pack_settings.tokens_per_second != tokens_per_second:
+            raise ValueError(
+                f"packed dataset's video positions count {self.pack_settings.tokens_per_second} per second but the "
+                f"model's vision.tokens_per_second is {tokens_per_second}; re-pack the data with "
+                f"`python -m data_prep pack --tokens-per-second {tokens_per_second}` or fix the model config"
             )
 
 

@@ -1,4 +1,4 @@
-"""Reading planned micro-batches from packed datasets: fetch, check, decode images into patches, stack.
+"""Reading planned micro-batches from packed datasets: fetch, check, decode images and video frames into patches, stack.
 
 A ``MicroBatchPlan`` names, for every row, the sample to read and the samples that replace it if
 it is corrupt (for training: the ones after it in its dataset's shuffled epoch order). ``MicroBatchReader`` is a
@@ -23,6 +23,7 @@ from megatron_vl.data.blending import StreamCursor
 from megatron_vl.data.images import ImageSettings, load_image, patchify
 from megatron_vl.data.packed_format import PackedDataset, PackedSample
 from megatron_vl.data.sample_checks import SampleContract, check_packed_sample
+from megatron_vl.data.videos import VideoSettings, patchify_video
 
 # What a damaged sample raises while it is read and decoded (PIL raises SyntaxError for broken PNG chunks).
 READ_ERRORS = (ValueError, OSError, SyntaxError, EOFError, zlib.error)
@@ -73,11 +74,17 @@ class MicroBatchReader(torch.utils.data.Dataset):
     def __init__(self, datasets: list[PackedDataset], image_settings: ImageSettings) -> None:
         self.datasets = datasets
         self.image_settings = image_settings
+        # Cutting stored frames into patches needs only the patch geometry, which images and videos share.
+        self.video_settings = VideoSettings(
+            patch_size=image_settings.patch_size, temporal_patch_size=image_settings.temporal_patch_size,
+            merge_size=image_settings.merge_size,
+        )
         self._contracts = [SampleContract.of_manifest(dataset.manifest) for dataset in datasets]
 
-    def read(self, dataset: int, sample: int) -> tuple[PackedSample, list[np.ndarray]]:
-        """The sample and the patches of each of its images; ``ValueError`` saying what is wrong with a damaged one
-        (the packed-sample contract, as ``data_prep verify --deep`` checks it, then the decoded images)."""
+    def read(self, dataset: int, sample: int) -> tuple[PackedSample, list[np.ndarray], list[np.ndarray]]:
+        """The sample and the patches of each of its images and of each of its videos; ``ValueError`` saying what is
+        wrong with a damaged one (the packed-sample contract, as ``data_prep verify --deep`` checks it, then the
+        decoded images and frames)."""
         shard, index = self.datasets[dataset].locate(sample)
         packed = self.datasets[dataset].read(shard, index)
         problems = check_packed_sample(packed, self._contracts[dataset])
@@ -89,16 +96,23 @@ class MicroBatchReader(torch.utils.data.Dataset):
             if decoded_grid != tuple(grid):
                 raise ValueError(f"image {k} decodes to grid {decoded_grid}, its record says {tuple(grid)}")
             patches.append(image_patches)
-        return packed, patches
+        video_patches = []
+        for k, (frames, grid) in enumerate(zip(packed.videos, packed.video_grid_thw)):
+            pixels = np.stack([np.asarray(load_image(png)) for png in frames])
+            patches_of_video, decoded_grid = patchify_video(pixels, self.video_settings)
+            if decoded_grid != tuple(grid):
+                raise ValueError(f"video {k} decodes to grid {decoded_grid}, its record says {tuple(grid)}")
+            video_patches.append(patches_of_video)
+        return packed, patches, video_patches
 
     def __getitem__(self, plan: MicroBatchPlan) -> MicroBatchResult:
-        samples, patches, ids, skipped, reads = [], [], [], [], {}
+        samples, patches, video_patches, ids, skipped, reads = [], [], [], [], [], {}
         retries_before = [dataset.files.retries for dataset in self.datasets]
         for slot in plan.slots:
             for sample in slot.candidates:
                 reads[slot.dataset] = reads.get(slot.dataset, 0) + 1
                 try:
-                    packed, sample_patches = self.read(slot.dataset, sample)
+                    packed, sample_patches, sample_video_patches = self.read(slot.dataset, sample)
                 except READ_ERRORS as error:
                     shard, index = self.datasets[slot.dataset].locate(sample)
                     name = self.datasets[slot.dataset].manifest.shards[shard].name
@@ -106,6 +120,7 @@ class MicroBatchReader(torch.utils.data.Dataset):
                     continue
                 samples.append(packed)
                 patches.extend(sample_patches)
+                video_patches.extend(sample_video_patches)
                 ids.append((slot.dataset, sample))
                 break
             else:
@@ -121,7 +136,7 @@ class MicroBatchReader(torch.utils.data.Dataset):
             for k, (dataset, before) in enumerate(zip(self.datasets, retries_before))
             if dataset.files.retries != before
         }
-        batch = build_batch(samples, patches, ids, self.image_settings.patch_dim)
+        batch = build_batch(samples, patches, ids, self.image_settings.patch_dim, video_patches)
         return MicroBatchResult(batch, skipped, reads, plan, retried)
 
 

@@ -62,9 +62,11 @@ class TrainLoader:
         data_parallel_rank: int = 0,
         data_parallel_size: int = 1,
         data_parallel_group: dist.ProcessGroup | None = None,
+        tokens_per_second: int = 2,
     ) -> None:
         """``data_parallel_group`` sums the corrupt-sample counts in ``state_dict``; None means the
-        default group, which must then be exactly the data-parallel ranks."""
+        default group, which must then be exactly the data-parallel ranks. ``tokens_per_second`` is the
+        model's ``vision.tokens_per_second`` (Qwen2.5-VL's 2 by default): datasets packed for another are refused."""
         if not 0 <= data_parallel_rank < data_parallel_size:
             raise ValueError(f"data_parallel_rank={data_parallel_rank} is not in [0, {data_parallel_size})")
         self.config = config
@@ -75,7 +77,8 @@ class TrainLoader:
         self.datasets = [
             open_compatible_dataset(
                 entry.path, seq_len=config.seq_len, tokenizer_fingerprint=tokenizer_fingerprint,
-                image_settings=config.image_settings, retry_seconds=config.remote_retry_seconds,
+                image_settings=config.image_settings, tokens_per_second=tokens_per_second,
+                retry_seconds=config.remote_retry_seconds,
             )
             for entry in config.blend
         ]

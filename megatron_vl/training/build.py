@@ -31,8 +31,10 @@ def build_trainer(run: RunConfig, tokenizer: Tokenizer, pg_collection: ProcessGr
     device = torch.device("cuda", torch.cuda.current_device()) if platform.on_gpu else torch.device("cpu")
     trainable = parallelize(run, pg_collection)
     dp_rank, dp_size = pg_collection.dp.rank(), pg_collection.dp.size()
+    tokens_per_second = run.model.vision.tokens_per_second
     loader = TrainLoader(run.data, tokenizer_fingerprint=tokenizer.fingerprint, data_parallel_rank=dp_rank,
-                         data_parallel_size=dp_size, data_parallel_group=pg_collection.dp)
+                         data_parallel_size=dp_size, data_parallel_group=pg_collection.dp,
+                         tokens_per_second=tokens_per_second)
     model_step = VLModelStep(run.model, recipe.trains.frozen, device)
     peak_flops = recipe.logging.peak_flops or platform.peak_flops
     checkpointer = Checkpointer(run, tokenizer, pg_collection, recipe.checkpoint)
@@ -44,7 +46,7 @@ def build_trainer(run: RunConfig, tokenizer: Tokenizer, pg_collection: ProcessGr
     ]
     if recipe.eval.every:
         eval_loader = EvalLoader(run.data, tokenizer_fingerprint=tokenizer.fingerprint, data_parallel_rank=dp_rank,
-                                 data_parallel_size=dp_size)
+                                 data_parallel_size=dp_size, tokens_per_second=tokens_per_second)
         hooks.append(EvalHook(eval_loader, recipe.eval.every))
     fault = FaultInjection.from_environment()
     if fault is not None:

@@ -3,6 +3,8 @@
 Matrix multiplications only, counted as 2 FLOPs per multiply-add; backward costs twice the forward;
 recompute is not counted (MFU, not hardware FLOPs). Attention is counted per segment: causal within
 each document in the LLM (n(n+1)/2 query-key pairs), full within each window or image in the ViT.
+The ViT runs a video as its temporal patches, each attended like an image of the video's rows x columns,
+so video grids are counted as image grids are.
 """
 
 from __future__ import annotations
@@ -45,9 +47,14 @@ def projector_weights(config: VLModelConfig) -> int:
 
 
 def training_flops(
-    config: VLModelConfig, frozen: dict[str, bool], cu_seqlens: torch.Tensor, image_grid_thw: torch.Tensor
+    config: VLModelConfig,
+    frozen: dict[str, bool],
+    cu_seqlens: torch.Tensor,
+    image_grid_thw: torch.Tensor,
+    video_grid_thw: torch.Tensor | None = None,
 ) -> float:
-    """FLOPs to train on one micro-batch whose documents are ``cu_seqlens`` and images ``image_grid_thw``."""
+    """FLOPs to train on one micro-batch whose documents are ``cu_seqlens``, images ``image_grid_thw`` and
+    videos ``video_grid_thw`` (None: no videos)."""
     language, vision = config.language, config.vision
     lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).double()
     tokens = float(lengths.sum())
@@ -57,8 +64,9 @@ def training_flops(
         language.num_layers * language_layer_weights(config) + language.hidden_size * language.vocab_size
     ) + 2 * 2 * causal_pairs * language.num_attention_heads * language.head_dim * language.num_layers
 
-    if image_grid_thw.numel():
-        grids = image_grid_thw.double()
+    grids = image_grid_thw if video_grid_thw is None else torch.cat([image_grid_thw, video_grid_thw])
+    if grids.numel():
+        grids = grids.double()
         patches = float(grids.prod(dim=-1).sum())
         image_pairs = float((grids[:, 1] * grids[:, 2]).pow(2).mul(grids[:, 0]).sum())
         window_pairs = patches * float((vision.window_merged_patches * vision.spatial_merge_size) ** 2)

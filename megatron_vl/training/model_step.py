@@ -45,7 +45,8 @@ class VLModelStep:
 
     def train_forward(self, data_iterator: Iterator[VLBatch], model: torch.nn.Module):
         batch = next(data_iterator)
-        self._flops += training_flops(self.config, self.frozen, batch.cu_seqlens, batch.image_grid_thw)
+        self._flops += training_flops(self.config, self.frozen, batch.cu_seqlens, batch.image_grid_thw,
+                                      batch.video_grid_thw)
         self._loss_tokens.update(batch.loss_tokens_per_kind)
         return self._forward(batch, model)
 

@@ -44,6 +44,15 @@ def make_sample(seed):
     )
 
 
+def make_video_sample(seed):
+    """``make_sample(seed)`` whose first document also holds two videos (3 and 4 frames)."""
+    sample = make_sample(seed)
+    documents = [dataclasses.replace(sample.documents[0], num_videos=2), *sample.documents[1:]]
+    videos = [[png(28, 28, (seed, j, 9)) for j in range(3)], [png(56, 84, (j, seed, 9)) for j in range(4)]]
+    return dataclasses.replace(sample, documents=documents, videos=videos, video_grid_thw=[(2, 2, 2), (2, 4, 6)],
+                               second_per_grid_ts=[1.0, 2 / 3])
+
+
 def assert_same(a: PackedSample, b: PackedSample):
     for field in dataclasses.fields(PackedSample):
         x, y = getattr(a, field.name), getattr(b, field.name)

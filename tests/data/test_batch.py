@@ -57,4 +57,7 @@ def test_padding_tail_is_its_own_segment_and_text_only_rows_have_no_patches():
     assert batch.cu_seqlens.tolist() == [0, 5, 8, 10, 20]
     assert batch.max_seqlen == 10
     assert batch.pixel_values.shape == (0, patch_dim) and batch.image_grid_thw.shape == (0, 3)
+    assert batch.pixel_values_videos.shape == (0, patch_dim) and batch.pixel_values_videos.dtype == torch.float32
+    assert batch.video_grid_thw.shape == (0, 3) and batch.video_grid_thw.dtype == torch.int64
+    assert batch.second_per_grid_ts.shape == (0,) and batch.second_per_grid_ts.dtype == torch.float32
     assert batch.loss_tokens_per_kind == {"text": 18}

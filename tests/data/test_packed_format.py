@@ -9,7 +9,7 @@ from data_prep.pack.packed_shard_writer import packed_sample_members
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.data.packed_format import PackedDataset, PackedSample, index_name, shard_name
 from megatron_vl.data.packed_manifest import PackedManifest
-from tests.data.packed_samples import SEQ_LEN, assert_same, make_sample, write_dataset
+from tests.data.packed_samples import SEQ_LEN, assert_same, make_sample, make_video_sample, write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +24,43 @@ def test_members_round_trip():
                                  "meta.json"]
     assert_same(PackedSample.from_tar_members(members), sample)
     np.testing.assert_array_equal(sample.cu_seqlens, [0, sample.seq_lens[0], SEQ_LEN - 3])
+
+
+def test_video_members_round_trip():
+    sample = make_video_sample(2)
+    members = packed_sample_members(sample)
+    assert [name for name in members if name.startswith("vid")] == [
+        "vid0.00000.png", "vid0.00001.png", "vid0.00002.png",
+        "vid1.00000.png", "vid1.00001.png", "vid1.00002.png", "vid1.00003.png"]
+    meta = json.loads(members["meta.json"])
+    assert meta["video_grid_thw"] == [[2, 2, 2], [2, 4, 6]] and meta["video_frames"] == [3, 4]
+    assert meta["second_per_grid_ts"] == [1.0, 2 / 3] and meta["documents"][0]["num_videos"] == 2
+    assert_same(PackedSample.from_tar_members(members), sample)
+
+
+def test_shards_from_before_videos_still_read():
+    sample = make_sample(3)
+    members = packed_sample_members(sample)
+    meta = json.loads(members["meta.json"])
+    for name in ("video_grid_thw", "second_per_grid_ts", "video_frames"):
+        del meta[name]
+    for document in meta["documents"]:
+        del document["num_videos"]
+    members["meta.json"] = json.dumps(meta).encode()
+    old = PackedSample.from_tar_members(members)
+    assert old.videos == [] and old.video_grid_thw == [] and old.second_per_grid_ts == []
+    assert_same(old, sample)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.pop("vid1.00003.png"), r"video frame members .* do not match meta.json's video_frames \[3, 4\]"),
+    (lambda m: m.update({"vid2.00000.png": m["vid0.00000.png"]}), "do not match meta.json's video_frames"),
+])
+def test_video_frames_missing_or_extra_are_refused(change, message):
+    members = packed_sample_members(make_video_sample(4))
+    change(members)
+    with pytest.raises(ValueError, match=message):
+        PackedSample.from_tar_members(members)
 
 
 def test_random_access_reads_every_sample(dataset_dir):
@@ -55,13 +92,27 @@ def test_manifest_round_trip_and_validation(dataset_dir, tmp_path):
 
 def test_training_refuses_a_mismatched_dataset(dataset_dir):
     manifest = PackedManifest.load(dataset_dir)
-    manifest.check_compatible(seq_len=SEQ_LEN, tokenizer_fingerprint="abc", image_settings=ImageSettings())
+    run = dict(seq_len=SEQ_LEN, tokenizer_fingerprint="abc", image_settings=ImageSettings(), tokens_per_second=2)
+    manifest.check_compatible(**run)
     with pytest.raises(ValueError, match="seq_len"):
-        manifest.check_compatible(seq_len=64, tokenizer_fingerprint="abc", image_settings=ImageSettings())
+        manifest.check_compatible(**{**run, "seq_len": 64})
     with pytest.raises(ValueError, match="tokenizer_fingerprint"):
-        manifest.check_compatible(seq_len=SEQ_LEN, tokenizer_fingerprint="xyz", image_settings=ImageSettings())
+        manifest.check_compatible(**{**run, "tokenizer_fingerprint": "xyz"})
     with pytest.raises(ValueError, match=r"'min_pixels': \(3136, 1\)"):
-        manifest.check_compatible(seq_len=SEQ_LEN, tokenizer_fingerprint="abc", image_settings=ImageSettings(min_pixels=1))
+        manifest.check_compatible(**{**run, "image_settings": ImageSettings(min_pixels=1)})
+    with pytest.raises(ValueError, match=r"count 2 per second but the model's vision.tokens_per_second is 4; re-pack "
+                                         r"the data with `python -m data_prep pack --tokens-per-second 4`"):
+        manifest.check_compatible(**{**run, "tokens_per_second": 4})
+
+
+def test_a_manifest_from_before_videos_counts_two_time_positions_per_second(dataset_dir):
+    values = json.loads((dataset_dir / "manifest.json").read_text())
+    del values["pack_settings"]["tokens_per_second"]
+    for stats in values["tokens_per_kind"].values():
+        del stats["video_tokens"], stats["videos"]
+    manifest = PackedManifest.from_json(json.dumps(values))
+    assert manifest.pack_settings.tokens_per_second == 2
+    assert manifest.tokens_per_kind == PackedManifest.load(dataset_dir).tokens_per_kind
 
 
 def test_damaged_sample_is_refused_with_its_name():

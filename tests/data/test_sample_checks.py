@@ -16,9 +16,9 @@ from megatron_vl.data.sample_checks import SampleContract, check_packed_sample
 from megatron_vl.data.sample_reader import MicroBatchReader
 from tests.data.packed_samples import packed_document
 
-PAD, VS, IMG, VE, TEXT = 0, 3, 5, 4, 9
-CONTRACT = SampleContract(seq_len=24, pad_id=PAD, image_pad_id=IMG, vision_start_id=VS, vision_end_id=VE,
-                          patch_size=14, merge_size=2)
+PAD, VS, IMG, VID, VE, TEXT = 0, 3, 5, 6, 4, 9
+CONTRACT = SampleContract(seq_len=24, pad_id=PAD, image_pad_id=IMG, video_pad_id=VID, vision_start_id=VS,
+                          vision_end_id=VE, patch_size=14, merge_size=2, temporal_patch_size=2, tokens_per_second=2)
 
 
 def png(height, width):
@@ -83,11 +83,14 @@ def replace_document(number, **fields):
     (replace_document(1, length=9), "document at 10: record length 9 but seq_lens says 10"),
     (set_array("labels", 0, TEXT), "document at 0: labels are not the next tokens"),
     (set_array("labels", 9, TEXT), "document at 0: labels are not the next tokens"),
-    (set_array("loss_mask", 1, 1), "document at 0: the loss mask covers image tokens"),
-    (set_array("loss_mask", 19, 1), "document at 10: the loss mask covers image tokens, vision markers or the document's end"),
-    (replace_document(0, num_images=2), "image markers do not match the image grids / num_images"),
-    (replace(image_grid_thw=[(1, 4, 8)], images=[png(56, 112)]), "4 image placeholders do not match its image grids"),
-    (set_array("tokens", 6, TEXT), "4 image placeholders do not match"),
+    (set_array("loss_mask", 1, 1), "document at 0: the loss mask covers image or video tokens"),
+    (set_array("loss_mask", 19, 1),
+     "document at 10: the loss mask covers image or video tokens, vision markers or the document's end"),
+    (replace_document(0, num_images=2), "image and video markers do not match the grids / num_images / num_videos"),
+    (replace(image_grid_thw=[(1, 4, 8)], images=[png(56, 112)]),
+     "4 image and video placeholders do not match its grids"),
+    (set_array("tokens", 6, TEXT), "4 image and video placeholders do not match"),
+    (set_array("tokens", 2, TEXT), "a vision marker is not followed by image or video placeholders"),
     (set_array("position_ids", (1, 3), 7), "document at 0: position ids are not the document's M-RoPE positions"),
     (replace_document(1, loss_tokens=8), "document at 10: record loss_tokens 8 but the mask has 9"),
     (set_array("tokens", 21, TEXT), "padding holds tokens"),
@@ -97,6 +100,51 @@ def replace_document(number, **fields):
 ])
 def test_each_break_of_the_contract_is_named(change, message):
     problems = check_packed_sample(change(valid_sample()), CONTRACT)
+    assert any(message in problem for problem in problems), problems
+
+
+def valid_video_sample() -> PackedSample:
+    """Two documents (text, a video of 5 frames in 3 temporal patches of 1.5 s, a one-token image, text; then
+    text only) and 3 tokens of padding."""
+    first = np.array([TEXT, VS, VID, VID, VID, VE, VS, IMG, VE, TEXT + 1, PAD], dtype=np.int32)
+    second = np.array([TEXT + 3] * 9 + [PAD], dtype=np.int32)
+    tokens = np.concatenate([first, second, np.full(3, PAD, np.int32)])
+    labels = np.full(24, PAD, np.int32)
+    labels[0:10], labels[11:20] = first[1:], second[1:]
+    loss = np.zeros(24, np.uint8)
+    loss[[8, 9]] = 1
+    loss[11:20] = 1
+    positions = np.zeros((3, 24), np.int32)
+    positions[:, :11] = mrope_position_ids(first, [(1, 2, 2)], image_pad_id=IMG, vision_start_id=VS,
+                                           video_grid_thw=[(3, 2, 2)], second_per_grid_ts=[1.5], video_pad_id=VID)
+    positions[:, 11:21] = mrope_position_ids(second, [], image_pad_id=IMG, vision_start_id=VS)
+    documents = [dataclasses.replace(packed_document("interleaved", 11), num_images=1, num_videos=1, loss_tokens=2),
+                 dataclasses.replace(packed_document("text", 10), loss_tokens=9)]
+    return PackedSample(tokens=tokens, labels=labels, loss_mask=loss, position_ids=positions,
+                        seq_lens=np.array([11, 10], np.int32), images=[png(28, 28)], image_grid_thw=[(1, 2, 2)],
+                        documents=documents, num_padding=3, videos=[[png(28, 28)] * 5], video_grid_thw=[(3, 2, 2)],
+                        second_per_grid_ts=[1.5])
+
+
+def test_a_valid_video_sample_passes():
+    sample = valid_video_sample()
+    assert sample.position_ids[0, 2:5].tolist() == [2, 5, 8]  # 1.5 s per temporal patch, 2 positions per second
+    assert check_packed_sample(sample, CONTRACT) == []
+
+
+@pytest.mark.parametrize("change, message", [
+    (replace(videos=[]), "0 videos but 1 video grids and 1 second_per_grid_ts"),
+    (replace(videos=[[]]), "a video has no frames"),
+    (replace(videos=[[png(28, 28)] * 7]), "video 0: 7 frames do not make its grid's 3 temporal patches"),
+    (replace(videos=[[png(28, 28)] * 4 + [png(28, 56)]]), "video 0: frame PNG sizes [(28, 28), (28, 56)] do not match"),
+    (replace(second_per_grid_ts=[1.0]), "document at 0: position ids are not the document's M-RoPE positions"),
+    (replace(second_per_grid_ts=[-1.5]), "video 0: second_per_grid_t -1.5 is not a positive number"),
+    (replace_document(0, num_videos=0), "image and video markers do not match the grids / num_images / num_videos"),
+    (set_array("loss_mask", 2, 1), "document at 0: the loss mask covers image or video tokens"),
+    (set_array("tokens", 4, IMG), "4 image and video placeholders do not match its grids"),
+])
+def test_each_break_of_the_video_contract_is_named(change, message):
+    problems = check_packed_sample(change(valid_video_sample()), CONTRACT)
     assert any(message in problem for problem in problems), problems
 
 

@@ -3,7 +3,10 @@
 Each corpus holds every case pack must handle: short captions, grounding with a <think> special,
 interleaved documents with several images, text-only documents, a text document longer than the
 sequence, an interleaved document that must be split around its images, and a document whose
-image alone is longer than the sequence.
+image alone is longer than the sequence. The video corpus (``make_video_samples``) holds video
+captions (odd and even frame counts, several frame rates and sizes), interleaved documents mixing
+images and videos, one that must be split around its video, and one whose video alone is longer
+than the sequence.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from data_prep.sample_shards.manifest import MANIFEST_NAME, DedupSettings, IngestManifest
-from data_prep.sample_shards.sample_meta import SampleImage, SampleMeta, sample_key, sample_members
+from data_prep.sample_shards.sample_meta import SampleImage, SampleMeta, SampleVideo, sample_key, sample_members
 from data_prep.sample_shards.writer import SampleShardWriter, ShardLimit
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.tokenizer import HFTokenizer, train_bpe_tokenizer
@@ -85,14 +88,59 @@ def make_samples(rng, count):
     return samples + [(long_text, []), (long_interleaved, list(big_pngs)), (huge_image, [huge_png])]
 
 
+def video_entry(num_frames, height, width, fps, seed):
+    """A video of ``num_frames`` random frames of ``height`` x ``width`` stored at ``fps``: (its SampleVideo, its
+    frames' PNGs)."""
+    frames = [png(height, width, seed * 1000 + j) for j in range(num_frames)]
+    video = SampleVideo(num_frames=num_frames, height=height, width=width, orig_height=2 * height,
+                        orig_width=2 * width, fps=fps, duration=num_frames / fps,
+                        sha256=hashlib.sha256(b"".join(frames)).hexdigest())
+    return video, frames
+
+
+def make_video_samples(rng, count):
+    """``count`` (meta, pngs, video frame pngs) of video captions, interleaved image + video documents and text,
+    then a document to split around its video and one whose video alone is longer than the sequence."""
+    samples = []
+    shapes = [(5, 56, 84, 3.0), (4, 28, 28, 2.0), (3, 56, 56, 1.5), (8, 28, 56, 0.5), (6, 84, 56, 2 / 3)]
+    for i in range(count):
+        kind = ("video_caption", "interleaved", "text")[i % 3]
+        source = {"file": f"raw/{kind}.jsonl", "line": i + 1}
+        if kind == "text":
+            samples.append((SampleMeta(kind=kind, source=source, images=[],
+                                       segments=[text(words(rng, int(rng.integers(5, 60))), True)]), [], []))
+            continue
+        video, frames = video_entry(*shapes[i % len(shapes)], seed=i)
+        if kind == "video_caption":
+            meta = SampleMeta(kind=kind, source=source, images=[], videos=[video],
+                              segments=[{"video": 0}, text(words(rng, int(rng.integers(3, 20))), True)])
+            samples.append((meta, [], [frames]))
+            continue
+        image, image_png = image_entry(56, 28, seed=5000 + i)
+        second, second_frames = video_entry(*shapes[(i + 2) % len(shapes)], seed=100 + i)
+        segments = [text(words(rng, 4), True), {"video": 0}, text(words(rng, 6), True), {"image": 0},
+                    text(words(rng, 3), True), {"video": 1}, text(words(rng, 5), True)]
+        samples.append((SampleMeta(kind=kind, source=source, images=[image], videos=[video, second], segments=segments),
+                        [image_png], [frames, second_frames]))
+    split_video, split_frames = video_entry(8, 56, 84, 2.0, seed=77)
+    long_interleaved = SampleMeta(kind="interleaved", source={"file": "raw/long.jsonl", "line": 1}, images=[],
+                                  videos=[split_video], segments=[text(words(rng, 230), True), {"video": 0},
+                                                                  text(words(rng, 100), True)])
+    huge_video, huge_frames = video_entry(8, 224, 280, 2.0, seed=78)
+    huge = SampleMeta(kind="video_caption", source={"file": "raw/long.jsonl", "line": 2}, images=[],
+                      videos=[huge_video], segments=[{"video": 0}, text("a long clip", True)])
+    return samples + [(long_interleaved, [], [split_frames]), (huge, [], [huge_frames])]
+
+
 def write_sample_dataset(directory, samples, *, shard_samples=4):
+    """A sample-shard dataset of ``(meta, pngs)`` or ``(meta, pngs, video frame pngs)`` samples in ``directory``."""
     os.makedirs(directory, exist_ok=True)
     writer = SampleShardWriter(str(directory), ShardLimit(samples=shard_samples))
-    for i, (meta, pngs) in enumerate(samples):
-        writer.write(sample_key(i), sample_members(meta, pngs))
+    for i, (meta, pngs, *videos) in enumerate(samples):
+        writer.write(sample_key(i), sample_members(meta, pngs, *videos))
     manifest = IngestManifest(
-        num_samples=len(samples), num_images=sum(len(pngs) for _, pngs in samples),
-        kinds=dict(collections.Counter(meta.kind for meta, _ in samples)), image_settings=ImageSettings(),
+        num_samples=len(samples), num_images=sum(len(sample[1]) for sample in samples),
+        kinds=dict(collections.Counter(sample[0].kind for sample in samples)), image_settings=ImageSettings(),
         shards=writer.close(), rejects={}, num_rejected=0, inputs=[],
         dedup=DedupSettings(kinds=[], near_dup_distance=None), png_compression=1, arguments={},
     )
@@ -113,12 +161,14 @@ def train_tokenizer(directory, *, without: tuple[str, ...] = ()):
     return os.path.join(directory, "tokenizer.json")
 
 
-def build_packed_dataset(root, **options):
-    """A tokenizer and a packed dataset of one small corpus under ``root``: (tokenizer path, packed dir)."""
+def build_packed_dataset(root, samples=None, **options):
+    """A tokenizer and a packed dataset of one small corpus (``samples``; by default ``make_samples``'s) under
+    ``root``: (tokenizer path, packed dir)."""
     from data_prep.pack.command import PackOptions, pack
 
     tokenizer = train_tokenizer(root / "tokenizer")
-    inputs = [str(write_sample_dataset(root / "input", make_samples(np.random.default_rng(0), 20)))]
+    samples = make_samples(np.random.default_rng(0), 20) if samples is None else samples
+    inputs = [str(write_sample_dataset(root / "input", samples))]
     settings = dict(seq_len=SEQ_LEN, window=40, shard_size=3, workers=1, **options)
     pack(PackOptions(inputs=inputs, tokenizer=tokenizer, out=str(root / "packed"), **settings), progress=False)
     return tokenizer, root / "packed"

@@ -45,3 +45,16 @@ def test_documents_images_and_freezing_change_the_flops():
     assert training_flops(config, stage1, torch.tensor([0, 128]), grid) < training_flops(
         config, frozen_vision, torch.tensor([0, 128]), grid) < with_image
     assert training_flops(config, stage1, torch.tensor([0, 128]), no_images) == pytest.approx(2 / 3 * one_document)
+
+
+def test_a_video_counts_as_its_temporal_patches_of_images():
+    config = tiny_config()
+    cu_seqlens = torch.tensor([0, 128])
+    no_grids = torch.zeros(0, 3, dtype=torch.int64)
+    text_only = training_flops(config, TRAIN_ALL, cu_seqlens, no_grids, no_grids)
+    three_frames = training_flops(config, TRAIN_ALL, cu_seqlens, torch.tensor([[1, 8, 8]] * 3))
+    video = training_flops(config, TRAIN_ALL, cu_seqlens, no_grids, torch.tensor([[3, 8, 8]]))
+    assert text_only == training_flops(config, TRAIN_ALL, cu_seqlens, no_grids)
+    assert video == pytest.approx(three_frames) and video > text_only
+    both = training_flops(config, TRAIN_ALL, cu_seqlens, torch.tensor([[1, 4, 4]]), torch.tensor([[3, 8, 8]]))
+    assert both > video

@@ -106,7 +106,9 @@ def _batch() -> VLBatch:
         tokens=torch.ones(1, 8, dtype=torch.int64), labels=torch.ones(1, 8, dtype=torch.int64),
         loss_mask=torch.ones(1, 8), position_ids=torch.zeros(3, 1, 8, dtype=torch.int64),
         cu_seqlens=torch.tensor([0, 8], dtype=torch.int32), max_seqlen=8, pixel_values=torch.zeros(0, 1176),
-        image_grid_thw=torch.zeros(0, 3, dtype=torch.int64), loss_tokens_per_kind={"text": 8}, sample_ids=[(0, 0)],
+        image_grid_thw=torch.zeros(0, 3, dtype=torch.int64), pixel_values_videos=torch.zeros(0, 1176),
+        video_grid_thw=torch.zeros(0, 3, dtype=torch.int64), second_per_grid_ts=torch.zeros(0),
+        loss_tokens_per_kind={"text": 8}, sample_ids=[(0, 0)],
     )
 
 

@@ -79,7 +79,7 @@ def pad_with_text(sample):
 
 @pytest.mark.parametrize("change, message", [
     (shift_labels, "labels are not the next tokens"),
-    (loss_on_image, "loss mask covers image tokens"),
+    (loss_on_image, "loss mask covers image or video tokens"),
     (move_positions, "position ids are not"),
     (pad_with_text, "padding holds"),
 ])

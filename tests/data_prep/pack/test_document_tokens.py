@@ -1,15 +1,17 @@
 """A sample's segments to tokens and loss flags, and the long-document policy."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from data_prep.pack.document_tokens import Document, fit_to_seq_len, tokenize_sample
-from data_prep.sample_shards.sample_meta import SampleImage, SampleMeta
+from data_prep.sample_shards.sample_meta import SampleImage, SampleMeta, SampleVideo
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.tokenizer import load_tokenizer
 from tests.data_prep.sample_corpus import train_tokenizer
 
-VS, VE, PAD_IMAGE = 3, 4, 5  # the trained tokenizer's fixed special ids
+VS, VE, PAD_IMAGE, PAD_VIDEO = 3, 4, 5, 6  # the trained tokenizer's fixed special ids
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,8 @@ def document(tokens, grids):
 
 
 def fit(doc, seq_len, policy="split"):
-    return fit_to_seq_len(doc, seq_len=seq_len, policy=policy, vision_start_id=VS, vision_end_id=VE)
+    return fit_to_seq_len(doc, seq_len=seq_len, policy=policy, vision_start_id=VS, vision_end_id=VE,
+                          video_pad_id=PAD_VIDEO)
 
 
 def test_short_document_is_kept_whole():
@@ -94,3 +97,70 @@ def test_image_longer_than_the_sequence_drops_the_document():
 
 def test_drop_policy_drops_every_long_document():
     assert fit(document([9] * 6, []), 5, policy="drop") == ([], "longer_than_seq_len")
+
+
+def video_entry(num_frames, height, width, fps):
+    return SampleVideo(num_frames=num_frames, height=height, width=width, orig_height=height, orig_width=width,
+                       fps=fps, duration=num_frames / fps, sha256="00")
+
+
+def video_meta(segments, videos, images=()):
+    return dataclasses.replace(meta(segments, images), kind="video_caption", videos=list(videos))
+
+
+def test_video_segment_becomes_its_temporal_patches_of_placeholders(tokenizer):
+    # 5 frames pair into 3 temporal patches (the last frame repeated); 56x84 is 2x3 merged tokens per patch.
+    sample = video_meta([{"image": 0}, {"video": 0}, {"text": "a cat", "loss": True}, {"video": 1}],
+                        [video_entry(5, 56, 84, 3.0), video_entry(4, 28, 28, 2.0)], images=[(28, 56)])
+    document = tokenize_sample(sample, tokenizer, ImageSettings(), where="x")
+    caption = tokenizer.encode("a cat")
+    expected = ([VS, PAD_IMAGE, PAD_IMAGE, VE, VS] + [PAD_VIDEO] * 18 + [VE] + caption + [VS] + [PAD_VIDEO] * 2
+                + [VE, tokenizer.eod_id])
+    assert document.tokens.tolist() == expected
+    assert document.loss.tolist() == [0] * 24 + [1] * len(caption) + [0] * 4 + [1]
+    assert document.video_grids == [(3, 4, 6), (2, 2, 2)] and document.video_refs == [0, 1]
+    assert document.video_seconds == [2 / 3.0, 1.0]
+    assert document.image_grids == [(1, 2, 4)]
+
+
+@pytest.mark.parametrize("segments, message", [
+    ([{"video": 1}], "refers to video 1"),
+    ([{"text": "a", "loss": True}], r"videos \[0\] are not referenced"),
+])
+def test_malformed_video_samples_are_refused(tokenizer, segments, message):
+    with pytest.raises(ValueError, match=message):
+        tokenize_sample(video_meta(segments, [video_entry(4, 56, 56, 2.0)]), tokenizer, ImageSettings(), where="x")
+
+
+def mixed_document(tokens, image_grids, video_grids):
+    tokens = np.array(tokens, dtype=np.int32)
+    return Document(tokens=tokens, loss=(tokens > PAD_VIDEO).astype(np.uint8), image_grids=image_grids,
+                    image_refs=list(range(len(image_grids))), kind="interleaved", video_grids=video_grids,
+                    video_seconds=[0.5 * (k + 1) for k in range(len(video_grids))],
+                    video_refs=list(range(len(video_grids))))
+
+
+def test_split_never_cuts_a_video_and_keeps_images_and_videos_apart():
+    t = 9
+    doc = mixed_document([t, VS, PAD_VIDEO, PAD_VIDEO, VE, VS, PAD_IMAGE, VE, t, VS, PAD_VIDEO, PAD_VIDEO, VE, t],
+                         [(1, 2, 2)], [(2, 2, 2), (1, 2, 4)])
+    parts, reason = fit(doc, 5)
+    assert reason is None
+    assert [part.tokens.tolist() for part in parts] == [
+        [t, VS, PAD_VIDEO, PAD_VIDEO, VE], [VS, PAD_IMAGE, VE, t], [VS, PAD_VIDEO, PAD_VIDEO, VE, t]]
+    assert [part.image_grids for part in parts] == [[], [(1, 2, 2)], []]
+    assert [part.video_grids for part in parts] == [[(2, 2, 2)], [], [(1, 2, 4)]]
+    assert [part.video_seconds for part in parts] == [[0.5], [], [1.0]]
+    assert [part.video_refs for part in parts] == [[0], [], [1]]
+
+
+@pytest.mark.parametrize("first, reason", [
+    ([VS, PAD_VIDEO, PAD_VIDEO, PAD_VIDEO, PAD_VIDEO, VE], "video_longer_than_seq_len"),
+    ([VS, PAD_IMAGE, PAD_IMAGE, PAD_IMAGE, PAD_IMAGE, VE], "image_longer_than_seq_len"),
+])
+def test_video_longer_than_the_sequence_drops_the_document_with_its_own_reason(first, reason):
+    video = [VS] + [PAD_VIDEO] * 4 + [VE]
+    is_video = first[1] == PAD_VIDEO
+    doc = mixed_document([9] + first + [9] + video, [] if is_video else [(1, 4, 4)],
+                         [(1, 4, 4)] * (2 if is_video else 1))
+    assert fit(doc, 5) == ([], reason)

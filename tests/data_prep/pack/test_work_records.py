@@ -6,7 +6,8 @@ from data_prep.pack.write_packed_shards import ShardRecord
 from megatron_vl.data.packed_manifest import KindStats, PackSettings, ShardEntry
 
 DOCUMENT = TokenizedDocument(key="000000004", kind="cot", origin={"file": "raw/cot.jsonl", "line": 5}, part=(2, 3),
-                             offset=120, length=64, image_grids=[(1, 4, 6)], image_spans=[(1536, 2048)])
+                             offset=120, length=64, image_grids=[(1, 4, 6)], image_spans=[(1536, 2048)],
+                             video_grids=[(2, 2, 4)], video_seconds=[1.5], video_spans=[[(4096, 90), (4608, 95)]])
 
 
 def test_tokenized_shard_round_trip_and_layout():
@@ -15,7 +16,9 @@ def test_tokenized_shard_round_trip_and_layout():
     assert TokenizedShard.from_json(shard.to_json()) == shard
     assert shard.to_json().startswith('{"documents": [{"image_grids": [[1, 4, 6]], "image_spans": [[1536, 2048]], '
                                       '"key": "000000004", "kind": "cot", "length": 64, "offset": 120, '
-                                      '"origin": {"file": "raw/cot.jsonl", "line": 5}, "part": [2, 3]}], '
+                                      '"origin": {"file": "raw/cot.jsonl", "line": 5}, "part": [2, 3], '
+                                      '"video_grids": [[2, 2, 4]], "video_seconds": [1.5], '
+                                      '"video_spans": [[[4096, 90], [4608, 95]]]}], '
                                       '"dropped": {"longer_than_seq_len": 2}, "input": 1')
 
 

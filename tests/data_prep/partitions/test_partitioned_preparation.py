@@ -56,7 +56,7 @@ def documents(directory: Path, tokenizer: Path) -> list[tuple]:
     """(origin, part, tokens, loss mask) of every packed document, sorted: what training sees of each."""
     manifest = PackedManifest.load(directory)
     dataset = open_compatible_dataset(directory, seq_len=SEQ_LEN, tokenizer_fingerprint=manifest.tokenizer_fingerprint,
-                                      image_settings=manifest.image_settings)
+                                      image_settings=manifest.image_settings, tokens_per_second=2)
     found = []
     for index in range(len(dataset)):
         sample = dataset[index]
