@@ -17,7 +17,7 @@ TEXT_IDS = (10, 4096)
 
 
 def tiny_config(**overrides) -> VLModelConfig:
-    return tiny(image_token_id=IMAGE, **overrides)
+    return tiny(image_token_id=IMAGE, video_token_id=VIDEO, **overrides)
 
 
 def hf_model(config: VLModelConfig, seed: int = 0):
@@ -27,7 +27,7 @@ def hf_model(config: VLModelConfig, seed: int = 0):
     from megatron_vl.models.hf_config import to_hf_config
 
     hf_config = Qwen2_5_VLConfig(
-        **to_hf_config(config, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END, video_token_id=VIDEO)
+        **to_hf_config(config, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END)
     )
     hf_config._attn_implementation = "eager"
     model = Qwen2_5_VLForConditionalGeneration(hf_config).eval()

@@ -42,7 +42,7 @@ def test_run_record_holds_what_readers_rebuild_the_model_from(tmp_path):
     from megatron_vl.config.serialization import config_from_dict
     from megatron_vl.data.images import ImageSettings
 
-    config = tiny(image_token_id=7)
+    config = tiny(image_token_id=7, video_token_id=8)
     record = checkpoint_files.run_record(
         model=config, parallel=ParallelConfig(tensor_parallel=2), iteration=40, image_settings=ImageSettings(),
         tokenizer_fingerprint="abc", written_by="training", stage="stage3_multimodal",

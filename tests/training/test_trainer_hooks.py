@@ -111,7 +111,7 @@ def _batch() -> VLBatch:
 
 
 def test_evaluation_counts_no_flops_and_no_loss_tokens():
-    step = VLModelStep(tiny(image_token_id=5), {"vision": False, "projector": False, "language": False}, torch.device("cpu"))
+    step = VLModelStep(tiny(image_token_id=5, video_token_id=6), {"vision": False, "projector": False, "language": False}, torch.device("cpu"))
     model = lambda *args, **kwargs: torch.zeros(1, 8)  # noqa: E731 - the per-token loss of a stand-in model
     step.eval_forward(iter([_batch()]), model)
     assert step.stats() == {"flops": 0.0, "loss_tokens": {}}
