@@ -1,4 +1,4 @@
-"""One micro-batch as the model takes it: packed rows of tokens, their document boundaries and image patches."""
+"""One micro-batch as the model takes it: packed rows of tokens, their document boundaries, image and video patches."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from megatron_vl.data.packed_format import PackedSample
 
 @dataclasses.dataclass(kw_only=True)
 class VLBatch:
-    """``b`` packed sequences of ``s`` tokens and the patches of all their images."""
+    """``b`` packed sequences of ``s`` tokens and the patches of all their images and videos."""
 
     tokens: torch.Tensor
-    """int64 [b, s] token ids, one ``<|image_pad|>`` per merged vision token."""
+    """int64 [b, s] token ids, one ``<|image_pad|>`` per merged image token, one ``<|video_pad|>`` per merged
+    video token."""
     labels: torch.Tensor
     """int64 [b, s] next token of the same document (the pad id where there is none)."""
     loss_mask: torch.Tensor
@@ -32,6 +33,13 @@ class VLBatch:
     """float32 [num_patches, 3 * 2 * 14 * 14] the image processor's patches of every image, in order."""
     image_grid_thw: torch.Tensor
     """int64 [num_images, 3] each image's (frames, rows, columns) in patches."""
+    pixel_values_videos: torch.Tensor
+    """float32 [num_video_patches, 3 * 2 * 14 * 14] the video processor's patches of every video, in order."""
+    video_grid_thw: torch.Tensor
+    """int64 [num_videos, 3] each video's (temporal patches, rows, columns)."""
+    second_per_grid_ts: torch.Tensor
+    """float32 [num_videos] seconds each video's temporal patch spans (its M-RoPE positions are already in
+    ``position_ids``; kept for HF-side checks)."""
     loss_tokens_per_kind: dict[str, int]
     """Tokens in the loss per data kind (caption, interleaved, ...) of the documents they belong to."""
     sample_ids: list[tuple[int, int]]
@@ -66,13 +74,22 @@ def loss_tokens_per_kind(sample: PackedSample) -> Counter:
 
 
 def build_batch(
-    samples: list[PackedSample], patches: list[np.ndarray], sample_ids: list[tuple[int, int]], patch_dim: int
+    samples: list[PackedSample],
+    patches: list[np.ndarray],
+    sample_ids: list[tuple[int, int]],
+    patch_dim: int,
+    *,
+    video_patches: list[np.ndarray] = (),
+    video_grids: list[tuple[int, int, int]] = (),
+    second_per_grid_ts: list[float] = (),
 ) -> VLBatch:
     """Stack packed samples into one micro-batch; ``patches`` holds the patches of every image of the
-    samples in order (float32 [that image's patches, patch_dim] each)."""
+    samples in order (float32 [that image's patches, patch_dim] each), ``video_patches``, ``video_grids`` and
+    ``second_per_grid_ts`` those of every video, its grid and the seconds per temporal patch, in order."""
     seq_len = samples[0].seq_len
     assert all(sample.seq_len == seq_len for sample in samples)
     assert len(patches) == sum(len(sample.images) for sample in samples)
+    assert len(video_patches) == len(video_grids) == len(second_per_grid_ts)
     segments = [length for sample in samples for length in segment_lengths(sample)]
     kinds = Counter()
     for sample in samples:
@@ -87,6 +104,9 @@ def build_batch(
         max_seqlen=max(segments),
         pixel_values=torch.from_numpy(np.concatenate([np.empty((0, patch_dim), np.float32), *patches])),
         image_grid_thw=torch.tensor(grids, dtype=torch.int64).reshape(len(grids), 3),
+        pixel_values_videos=torch.from_numpy(np.concatenate([np.empty((0, patch_dim), np.float32), *video_patches])),
+        video_grid_thw=torch.tensor(video_grids, dtype=torch.int64).reshape(len(video_grids), 3),
+        second_per_grid_ts=torch.tensor(second_per_grid_ts, dtype=torch.float32),
         loss_tokens_per_kind=dict(sorted(kinds.items())),
         sample_ids=list(sample_ids),
     )

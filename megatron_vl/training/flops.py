@@ -45,9 +45,10 @@ def projector_weights(config: VLModelConfig) -> int:
 
 
 def training_flops(
-    config: VLModelConfig, frozen: dict[str, bool], cu_seqlens: torch.Tensor, image_grid_thw: torch.Tensor
+    config: VLModelConfig, frozen: dict[str, bool], cu_seqlens: torch.Tensor, vision_grid_thw: torch.Tensor
 ) -> float:
-    """FLOPs to train on one micro-batch whose documents are ``cu_seqlens`` and images ``image_grid_thw``."""
+    """FLOPs to train on one micro-batch whose documents are ``cu_seqlens`` and images and videos have the grids
+    ``vision_grid_thw`` (full attention is per frame, so a video counts as ``t`` frames)."""
     language, vision = config.language, config.vision
     lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).double()
     tokens = float(lengths.sum())
@@ -57,8 +58,8 @@ def training_flops(
         language.num_layers * language_layer_weights(config) + language.hidden_size * language.vocab_size
     ) + 2 * 2 * causal_pairs * language.num_attention_heads * language.head_dim * language.num_layers
 
-    if image_grid_thw.numel():
-        grids = image_grid_thw.double()
+    if vision_grid_thw.numel():
+        grids = vision_grid_thw.double()
         patches = float(grids.prod(dim=-1).sum())
         image_pairs = float((grids[:, 1] * grids[:, 2]).pow(2).mul(grids[:, 0]).sum())
         window_pairs = patches * float((vision.window_merged_patches * vision.spatial_merge_size) ** 2)

@@ -45,7 +45,8 @@ class VLModelStep:
 
     def train_forward(self, data_iterator: Iterator[VLBatch], model: torch.nn.Module):
         batch = next(data_iterator)
-        self._flops += training_flops(self.config, self.frozen, batch.cu_seqlens, batch.image_grid_thw)
+        vision_grids = torch.cat([batch.image_grid_thw, batch.video_grid_thw])
+        self._flops += training_flops(self.config, self.frozen, batch.cu_seqlens, vision_grids)
         self._loss_tokens.update(batch.loss_tokens_per_kind)
         return self._forward(batch, model)
 
@@ -59,6 +60,8 @@ class VLModelStep:
             batch.position_ids,
             pixel_values=batch.pixel_values,
             image_grid_thw=batch.image_grid_thw,
+            pixel_values_videos=batch.pixel_values_videos,
+            video_grid_thw=batch.video_grid_thw,
             cu_seqlens=batch.cu_seqlens,
             labels=batch.labels,
         )

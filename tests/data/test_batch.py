@@ -57,4 +57,14 @@ def test_padding_tail_is_its_own_segment_and_text_only_rows_have_no_patches():
     assert batch.cu_seqlens.tolist() == [0, 5, 8, 10, 20]
     assert batch.max_seqlen == 10
     assert batch.pixel_values.shape == (0, patch_dim) and batch.image_grid_thw.shape == (0, 3)
+    assert batch.pixel_values_videos.shape == (0, patch_dim) and batch.video_grid_thw.shape == (0, 3)
+    assert batch.second_per_grid_ts.shape == (0,)
+
+    video = np.arange(2 * 16 * patch_dim, dtype=np.float32).reshape(32, patch_dim)
+    with_video = build_batch(
+        [row([5, 3], 2)], [], [(0, 0)], patch_dim, video_patches=[video], video_grids=[(2, 4, 4)],
+        second_per_grid_ts=[0.5],
+    )
+    assert torch.equal(with_video.pixel_values_videos, torch.from_numpy(video))
+    assert with_video.video_grid_thw.tolist() == [[2, 4, 4]] and with_video.second_per_grid_ts.tolist() == [0.5]
     assert batch.loss_tokens_per_kind == {"text": 18}
