@@ -39,6 +39,11 @@ def hf_model(config: VLModelConfig, seed: int = 0):
     return model
 
 
+def mm_token_types(ids: torch.Tensor) -> torch.Tensor:
+    """HF's ``mm_token_type_ids`` of ``ids``: 0 text, 1 image placeholder, 2 video placeholder."""
+    return (ids == IMAGE).int() + 2 * (ids == VIDEO).int()
+
+
 @dataclasses.dataclass(frozen=True)
 class Video:
     """A video in a document: its grid (temporal patches, rows, columns) and the seconds one temporal patch spans."""
@@ -71,7 +76,7 @@ class Document:
         """HF's forward arguments for this document; HF computes its own positions from them."""
         ids = self.ids[None]
         return {
-            "input_ids": ids, "mm_token_type_ids": (ids == IMAGE).int() + 2 * (ids == VIDEO).int(),
+            "input_ids": ids, "mm_token_type_ids": mm_token_types(ids),
             "pixel_values": self.pixel_values, "image_grid_thw": self.grids,
             "pixel_values_videos": self.pixel_values_videos, "video_grid_thw": self.video_grids,
             "second_per_grid_ts": self.second_per_grid_ts,
@@ -101,17 +106,14 @@ def document(hf, generator: torch.Generator, text_lengths: list[int], grids: lis
     image_grid = torch.tensor(image_grids) if image_grids else None
     video_grid = torch.tensor([video.grid for video in videos]) if videos else None
     seconds = torch.tensor([video.second_per_grid_t for video in videos]) if videos else None
-    doc = Document(ids[0], None, patches(image_grid), image_grid, patches(video_grid), video_grid, seconds)
     if grids:
-        hf_inputs = doc.hf_inputs()
         positions, _ = hf.model.get_rope_index(
-            ids, mm_token_type_ids=hf_inputs["mm_token_type_ids"], image_grid_thw=image_grid,
-            video_grid_thw=video_grid, second_per_grid_ts=seconds,
+            ids, mm_token_type_ids=mm_token_types(ids), image_grid_thw=image_grid, video_grid_thw=video_grid,
+            second_per_grid_ts=seconds,
         )
     else:
         positions = torch.arange(ids.shape[1]).expand(3, 1, -1)
-    doc.positions = positions[:, 0]
-    return doc
+    return Document(ids[0], positions[:, 0], patches(image_grid), image_grid, patches(video_grid), video_grid, seconds)
 
 
 def micro_batch(rows: list[list[Document]], seq_len: int) -> dict:
