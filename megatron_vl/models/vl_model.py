@@ -258,7 +258,7 @@ class VLModel(MegatronModule):
                     f"{names[0]} has shape {tuple(pixels.shape)} but {names[1]} describes {num_patches} patches; pass "
                     f"the processor's flattened patches of every {kind} of the micro-batch, in order"
                 )
-            given.append((kind, token_id, placeholders, num_placeholders, pixels, grid))
+            given.append((kind, token_id, placeholders, num_placeholders, num_patches, pixels, grid))
         if not given:
             if torch.is_grad_enabled() and not (self._frozen["vision"] and self._frozen["projector"]):
                 # megatron's DDP with overlap_grad_reduce waits for a gradient of every trained parameter, so a
@@ -270,9 +270,8 @@ class VLModel(MegatronModule):
             features = self.encode_vision(
                 torch.cat([pixels for *_, pixels, _ in given]), torch.cat([grid for *_, grid in given])
             ).to(embeddings.dtype)
-            merge = config.vision.spatial_merge_size
-            sizes = [int(grid.prod(dim=-1).sum()) // merge**2 for *_, grid in given]
-            for (kind, token_id, placeholders, num_placeholders, _, _), part in zip(given, features.split(sizes)):
+            sizes = [num_patches // config.vision.spatial_merge_size**2 for *_, num_patches, _, _ in given]
+            for (kind, token_id, placeholders, num_placeholders, *_), part in zip(given, features.split(sizes)):
                 if part.shape[0] != num_placeholders:
                     raise ValueError(
                         f"the {kind}s give {part.shape[0]} {kind} tokens but input_ids has {num_placeholders} "
