@@ -42,7 +42,7 @@ def write_random_checkpoint(directory: Path, llm_layers: int, dtype: torch.dtype
     from megatron_vl.data.images import ImageSettings
 
     tokenizer = _tokenizer()
-    config = mimo_vl_7b(image_token_id=tokenizer.image_pad_id)
+    config = mimo_vl_7b(image_token_id=tokenizer.image_pad_id, video_token_id=tokenizer.video_pad_id)
     config = dataclasses.replace(config, language=dataclasses.replace(config.language, num_layers=llm_layers))
     shapes = expected_shapes(config)
     directory.mkdir(parents=True)

@@ -26,7 +26,7 @@ import time
 import numpy as np
 import torch
 
-IMAGE, VISION_START, VISION_END = 5, 3, 4
+IMAGE, VISION_START, VISION_END, VIDEO = 5, 3, 4, 6
 RECIPE_AT_SEQ_LEN = {8192: "stage3_multimodal", 32768: "stage4_32k"}
 """The recipe whose recompute a sequence length runs with (other lengths: the nearest longer one's)."""
 
@@ -55,7 +55,7 @@ def _recipe_recompute(seq_len: int):
 def _config(args):
     from megatron_vl.config.model import model_preset
 
-    config = model_preset(args.model, image_token_id=IMAGE, dtype="bfloat16")
+    config = model_preset(args.model, image_token_id=IMAGE, video_token_id=VIDEO, dtype="bfloat16")
     language = dataclasses.replace(config.language, num_layers=args.language_layers)
     return dataclasses.replace(config, language=language)
 

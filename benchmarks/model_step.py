@@ -24,7 +24,7 @@ IMAGE, VISION_START, VISION_END, VIDEO = 5, 3, 4, 6
 def _config(args):
     from megatron_vl.config.model import tiny
 
-    base = tiny(image_token_id=IMAGE, dtype=args.dtype)
+    base = tiny(image_token_id=IMAGE, video_token_id=VIDEO, dtype=args.dtype)
     vision = dataclasses.replace(
         base.vision, num_layers=8, hidden_size=256, num_attention_heads=4, ffn_hidden_size=688, full_attention_layers=(3, 7)
     )
@@ -98,7 +98,7 @@ def main() -> None:
     config = _config(args)
     dtype = getattr(torch, args.dtype)
     hf_config = Qwen2_5_VLConfig(
-        **to_hf_config(config, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END, video_token_id=VIDEO)
+        **to_hf_config(config, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END)
     )
     hf_config._attn_implementation = args.attention
     hf = Qwen2_5_VLForConditionalGeneration(hf_config).to(dtype).train()

@@ -96,25 +96,26 @@ class ImportRequest:
 
 def _config_from_files(request: ImportRequest, tokenizer: Tokenizer) -> tuple[VLModelConfig, bool]:
     """Our config from the config.json file(s), and whether the LLM ties its output layer to its embedding."""
-    image_id = tokenizer.image_pad_id
+    ids = {"image_token_id": tokenizer.image_pad_id, "video_token_id": tokenizer.video_pad_id}
     if request.hf is not None:
         path = request.hf / "config.json"
         config_json = read_json(path, "--hf")
         dtype = hf_config.dtype_from_hf(config_json, request.dtype)
-        config = hf_config.from_hf_config(config_json, str(path), dtype=dtype, image_token_id=image_id)
-        declared = config_json.get("image_token_id", image_id)
-        if declared != image_id:
-            raise ValueError(
-                f"{path} says image_token_id {declared} but the tokenizer's <|image_pad|> is {image_id}; "
-                "pass the tokenizer this model was trained with (--tokenizer)"
-            )
+        config = hf_config.from_hf_config(config_json, str(path), dtype=dtype, **ids)
+        for field, token in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>")):
+            declared = config_json.get(field, ids[field])
+            if declared != ids[field]:
+                raise ValueError(
+                    f"{path} says {field} {declared} but the tokenizer's {token} is {ids[field]}; "
+                    "pass the tokenizer this model was trained with (--tokenizer)"
+                )
         tied = False
     else:
         vision_json = read_json(request.vision / "config.json", "--vision")
         llm_json = read_json(request.llm / "config.json", "--llm")
         dtype = hf_config.dtype_from_hf(llm_json, request.dtype)
         config = hf_config.from_hf_parts(
-            vision_json, llm_json, str(request.llm), dtype=dtype, image_token_id=image_id,
+            vision_json, llm_json, str(request.llm), dtype=dtype, **ids,
             mrope_section=request.mrope_section,
         )
         tied = bool(llm_json.get("tie_word_embeddings", False))
@@ -150,7 +151,10 @@ def import_checkpoint(request: ImportRequest, *, progress: bool = True) -> dict:
     found, tied = _config_from_files(request, tokenizer)
     config = found
     if request.preset is not None:
-        config = model_preset(request.preset, image_token_id=tokenizer.image_pad_id, dtype=found.dtype)
+        config = model_preset(
+            request.preset, image_token_id=tokenizer.image_pad_id, video_token_id=tokenizer.video_pad_id,
+            dtype=found.dtype,
+        )
     parallel = request.parallel
     config.validate_parallel(parallel)
     settings = read_image_settings(request.hf or request.vision)

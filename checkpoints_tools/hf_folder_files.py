@@ -41,7 +41,6 @@ def model_config(config: VLModelConfig, tokenizer: Tokenizer, dtype: str) -> dic
         config,
         vision_start_token_id=tokenizer.vision_start_id,
         vision_end_token_id=tokenizer.vision_end_id,
-        video_token_id=tokenizer.video_pad_id,
         eos_token_id=tokenizer.im_end_id,
     )
     hf["dtype"] = dtype

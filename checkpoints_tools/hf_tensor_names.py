@@ -42,7 +42,7 @@ def _meta_shapes(config: VLModelConfig) -> dict[str, tuple[int, ...]]:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     # Placeholder special ids: they do not change any tensor's shape.
-    hf_config = Qwen2_5_VLConfig(**to_hf_config(config, vision_start_token_id=0, vision_end_token_id=0, video_token_id=0))
+    hf_config = Qwen2_5_VLConfig(**to_hf_config(config, vision_start_token_id=0, vision_end_token_id=0))
     with torch.device("meta"):
         model = Qwen2_5_VLForConditionalGeneration(hf_config)
     return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}

@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from megatron_vl.config.model import VLModelConfig
+from megatron_vl.config.model import VLModelConfig, saved_model_fields
 from megatron_vl.config.serialization import config_from_dict
 from megatron_vl.data.images import ImageSettings
 from megatron_vl.tokenizer import Tokenizer, load_tokenizer
@@ -50,7 +50,6 @@ def open_run_checkpoint(path: str | Path, iteration: int | None = None, tokenize
     for field in ("model", "image_settings"):
         if field not in record:
             raise ValueError(f"{run_file} has no {field!r}; it was not written by megatron-vl training or from_hf")
-    config = config_from_dict(VLModelConfig, record["model"], where=f"{run_file} model")
     settings = ImageSettings.from_dict(record["image_settings"])
     stored = directory / checkpoint_files.TOKENIZER_DIR
     if tokenizer is None:
@@ -63,9 +62,15 @@ def open_run_checkpoint(path: str | Path, iteration: int | None = None, tokenize
             )
     else:
         loaded = load_tokenizer(tokenizer)
-    if loaded.image_pad_id != config.image_token_id:
-        raise ValueError(
-            f"the tokenizer's <|image_pad|> is id {loaded.image_pad_id} but the model was trained with "
-            f"image_token_id {config.image_token_id}; use the tokenizer the run trained with"
-        )
+    saved = saved_model_fields(record["model"], video_pad_id=loaded.video_pad_id)
+    config = config_from_dict(VLModelConfig, saved, where=f"{run_file} model")
+    for field, token, tokenizer_id in (
+        ("image_token_id", "<|image_pad|>", loaded.image_pad_id),
+        ("video_token_id", "<|video_pad|>", loaded.video_pad_id),
+    ):
+        if tokenizer_id != getattr(config, field):
+            raise ValueError(
+                f"the tokenizer's {token} is id {tokenizer_id} but the model was trained with "
+                f"{field} {getattr(config, field)}; use the tokenizer the run trained with"
+            )
     return RunCheckpoint(directory, int(record.get("iteration", iteration or 0)), record, config, settings, loaded)

@@ -176,7 +176,7 @@ class LanguageConfig:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class VLModelConfig:
-    """The whole model: ViT -> projector -> LLM, with the image placeholder the LLM's input carries."""
+    """The whole model: ViT -> projector -> LLM, with the image and video placeholders the LLM's input carries."""
 
     vision: VisionConfig
     """The vision encoder."""
@@ -185,19 +185,26 @@ class VLModelConfig:
     language: LanguageConfig
     """The decoder LLM."""
     image_token_id: int
-    """Id of ``<|image_pad|>`` in the tokenizer: each one is replaced by one projector output, in order."""
+    """Id of ``<|image_pad|>`` in the tokenizer: each one is replaced by one projector output of an image, in order."""
+    video_token_id: int
+    """Id of ``<|video_pad|>`` in the tokenizer: each one is replaced by one projector output of a video, in order."""
     dtype: str = "float32"
     """Parameter and activation dtype, ``float32`` or ``bfloat16``."""
     init_method_std: float = 0.02
     """Standard deviation of the normal initialisation of weight matrices."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.image_token_id, bool) or not isinstance(self.image_token_id, int) or not (
-            0 <= self.image_token_id < self.language.vocab_size
-        ):
+        for name, token in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < self.language.vocab_size:
+                raise ValueError(
+                    f"VLModelConfig.{name}={value!r} is not a token id below vocab_size "
+                    f"{self.language.vocab_size}; pass the tokenizer's id of {token}"
+                )
+        if self.video_token_id == self.image_token_id:
             raise ValueError(
-                f"VLModelConfig.image_token_id={self.image_token_id!r} is not a token id below vocab_size "
-                f"{self.language.vocab_size}; pass the tokenizer's id of <|image_pad|>"
+                f"VLModelConfig.video_token_id and image_token_id are both {self.image_token_id}; pass the tokenizer's "
+                "distinct ids of <|video_pad|> and <|image_pad|>"
             )
         one_of("VLModelConfig", "dtype", self.dtype, DTYPES)
         positive_number("VLModelConfig", "init_method_std", self.init_method_std)
@@ -249,10 +256,11 @@ class VLModelConfig:
         return [first] + [(layers - first) // (pp - 1)] * (pp - 1)
 
 
-def mimo_vl_7b(*, image_token_id: int, **overrides) -> VLModelConfig:
+def mimo_vl_7b(*, image_token_id: int, video_token_id: int, **overrides) -> VLModelConfig:
     """MiMo-VL-7B: Qwen2.5-ViT (32 layers, 1280 wide), the 2x2 patch merger, and MiMo-7B (36 layers, 4096 wide).
 
-    ``image_token_id`` comes from the tokenizer (151655 in the Qwen2 tokenizer); ``overrides`` set other
+    ``image_token_id`` and ``video_token_id`` come from the tokenizer (151655 and 151656 in the Qwen2 tokenizer);
+    ``overrides`` set other
     ``VLModelConfig`` fields (e.g. ``dtype``). Fields not named here keep Qwen2.5-VL's defaults.
     """
     vision = VisionConfig(
@@ -262,13 +270,13 @@ def mimo_vl_7b(*, image_token_id: int, **overrides) -> VLModelConfig:
         num_layers=36, hidden_size=4096, num_attention_heads=32, num_query_groups=8, ffn_hidden_size=11008,
         vocab_size=151680, mrope_section=(16, 24, 24), rope_theta=640000.0, norm_eps=1e-5,
     )
-    return _compose(vision, language, image_token_id=image_token_id, **overrides)
+    return _compose(vision, language, image_token_id=image_token_id, video_token_id=video_token_id, **overrides)
 
 
-def tiny(*, image_token_id: int, **overrides) -> VLModelConfig:
+def tiny(*, image_token_id: int, video_token_id: int, **overrides) -> VLModelConfig:
     """``mimo_vl_7b`` at a size that runs in seconds on CPU: only the sizes differ (windowed and full ViT layers,
     GQA, M-RoPE, qkv bias, rotary bases and norms are the 7B's). vocab_size 4096 holds the demo tokenizer."""
-    full = mimo_vl_7b(image_token_id=0)
+    full = mimo_vl_7b(image_token_id=0, video_token_id=1)
     vision = dataclasses.replace(
         full.vision, num_layers=4, hidden_size=64, num_attention_heads=4, ffn_hidden_size=96, full_attention_layers=(1, 3)
     )
@@ -276,7 +284,7 @@ def tiny(*, image_token_id: int, **overrides) -> VLModelConfig:
         full.language, num_layers=4, hidden_size=64, num_attention_heads=4, num_query_groups=2, ffn_hidden_size=128,
         vocab_size=4096, mrope_section=(2, 3, 3),
     )
-    return _compose(vision, language, image_token_id=image_token_id, **overrides)
+    return _compose(vision, language, image_token_id=image_token_id, video_token_id=video_token_id, **overrides)
 
 
 def _compose(vision: VisionConfig, language: LanguageConfig, **fields) -> VLModelConfig:
@@ -286,11 +294,21 @@ def _compose(vision: VisionConfig, language: LanguageConfig, **fields) -> VLMode
 
 
 PRESETS: dict[str, Callable[..., VLModelConfig]] = {"tiny": tiny, "mimo_vl_7b": mimo_vl_7b}
-"""Every model preset by name: ``PRESETS[name](image_token_id=..., **VLModelConfig overrides)``."""
+"""Every model preset by name: ``PRESETS[name](image_token_id=..., video_token_id=..., **VLModelConfig overrides)``."""
 
 
-def model_preset(name: str, *, image_token_id: int, **overrides) -> VLModelConfig:
-    """The preset ``name`` for a tokenizer whose ``<|image_pad|>`` is ``image_token_id``."""
+def model_preset(name: str, *, image_token_id: int, video_token_id: int, **overrides) -> VLModelConfig:
+    """The preset ``name`` for a tokenizer whose ``<|image_pad|>`` is ``image_token_id`` and ``<|video_pad|>``
+    is ``video_token_id``."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}: choose one of {sorted(PRESETS)}")
-    return PRESETS[name](image_token_id=image_token_id, **overrides)
+    return PRESETS[name](image_token_id=image_token_id, video_token_id=video_token_id, **overrides)
+
+
+def saved_model_fields(saved: dict, *, video_pad_id: int) -> dict:
+    """The ``VLModelConfig`` fields of a saved run record's ``model`` object, upgraded to the current config.
+
+    Records saved before the model took videos have no ``video_token_id``; every tokenizer of this project has
+    ``<|video_pad|>``, so it is ``video_pad_id``, the id of the tokenizer the record's run trained with.
+    """
+    return {"video_token_id": video_pad_id, **saved}

@@ -95,8 +95,9 @@ def language_config_from_hf(text: dict, where: str, *, mrope_section: tuple[int,
     )
 
 
-def from_hf_config(config: dict, where: str, *, dtype: str, image_token_id: int) -> VLModelConfig:
-    """Our config of a whole Qwen2.5-VL / MiMo-VL checkpoint."""
+def from_hf_config(config: dict, where: str, *, dtype: str, image_token_id: int, video_token_id: int) -> VLModelConfig:
+    """Our config of a whole Qwen2.5-VL / MiMo-VL checkpoint; the placeholder ids are the tokenizer's (the caller
+    checks them against the ones ``config`` declares)."""
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
     vision = vision_config_from_hf(config, where)
     language = language_config_from_hf(text, where)
@@ -111,12 +112,13 @@ def from_hf_config(config: dict, where: str, *, dtype: str, image_token_id: int)
         projector=ProjectorConfig(ffn_hidden_size=vision.merged_hidden_size, norm_eps=HF_VISION_NORM_EPS),
         language=language,
         image_token_id=image_token_id,
+        video_token_id=video_token_id,
         dtype=dtype,
     )
 
 
 def from_hf_parts(
-    vision_source: dict, llm: dict, where: str, *, dtype: str, image_token_id: int, mrope_section=None
+    vision_source: dict, llm: dict, where: str, *, dtype: str, image_token_id: int, video_token_id: int, mrope_section=None
 ) -> VLModelConfig:
     """Our config of a Qwen2.5-VL ViT, a fresh projector, and a text-only LLM."""
     vision = vision_config_from_hf(vision_source, f"{where} (vision)")
@@ -125,12 +127,13 @@ def from_hf_parts(
         projector=ProjectorConfig(ffn_hidden_size=vision.merged_hidden_size, norm_eps=HF_VISION_NORM_EPS),
         language=language_config_from_hf(llm, f"{where} (LLM)", mrope_section=mrope_section),
         image_token_id=image_token_id,
+        video_token_id=video_token_id,
         dtype=dtype,
     )
 
 
 def config_differences(expected: VLModelConfig, found: VLModelConfig) -> list[str]:
-    """``field: expected vs found`` for every model field that differs (dtype and image id aside)."""
+    """``field: expected vs found`` for every model field that differs (dtype and placeholder ids aside)."""
     differences = []
     for part in ("vision", "projector", "language"):
         for field in dataclasses.fields(getattr(expected, part)):
@@ -145,13 +148,12 @@ def to_hf_config(
     *,
     vision_start_token_id: int,
     vision_end_token_id: int,
-    video_token_id: int,
     bos_token_id: int | None = None,
     eos_token_id: int | None = None,
 ) -> dict:
     """The ``Qwen2_5_VLConfig`` of this model as a dict (``Qwen2_5_VLConfig(**d)`` or a ``config.json``).
 
-    Special-token ids come from the tokenizer. Rotary settings are written both as transformers 5's
+    The image and video placeholder ids are the config's; the other special-token ids come from the tokenizer. Rotary settings are written both as transformers 5's
     ``rope_parameters`` (ViT) and as the ``rope_theta`` / ``rope_scaling`` fields older readers expect (LLM).
     """
     vision, language = config.vision, config.language
@@ -170,7 +172,7 @@ def to_hf_config(
         "model_type": "qwen2_5_vl",
         "dtype": config.dtype,
         "image_token_id": config.image_token_id,
-        "video_token_id": video_token_id,
+        "video_token_id": config.video_token_id,
         "vision_start_token_id": vision_start_token_id,
         "vision_end_token_id": vision_end_token_id,
         "tie_word_embeddings": False,

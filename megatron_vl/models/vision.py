@@ -1,6 +1,7 @@
 """The Qwen2.5-ViT encoder on megatron-core's ``TransformerBlock``.
 
-All patches of all images of a micro-batch form one packed sequence [num_patches, 1, hidden] (THD).
+All patches of all images and videos of a micro-batch form one packed sequence [num_patches, 1, hidden] (THD);
+a video with t temporal patches (2 frames each) counts as t frames, each a whole-frame attention segment.
 The patch embedding is a linear map of the flattened 3 x 2 x 14 x 14 patch (the same map as HF's
 bias-free Conv3d). Patches are regrouped window by window (``vision_windows``), each layer attends within
 its windows or, on full-attention layers, within whole frames, and every token carries a 2D rotary

@@ -124,16 +124,17 @@ class VLModel(MegatronModule):
         """Hidden states from the previous pipeline stage (called by megatron's pipeline schedules)."""
         self.language_model.set_input_tensor(input_tensor)
 
-    def encode_images(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
-        """ViT + projector: one LLM embedding per merged patch group [num_image_tokens, hidden], images in order.
+    def encode_vision(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
+        """ViT + projector: one LLM embedding per merged patch group [num_vision_tokens, hidden], in input order.
 
-        ``pixel_values`` [num_patches, 3*2*14*14]: the image processor's flattened patches of all images;
-        ``image_grid_thw`` [num_images, 3]: each image's (frames, rows, columns) in patches.
+        ``pixel_values`` [num_patches, 3*2*14*14]: the image or video processor's flattened patches of all images
+        and videos; ``grid_thw`` [num_images_and_videos, 3]: each one's (frames, rows, columns) in patches
+        (frames = temporal patches: 1 for an image, ceil(frames / 2) for a video).
         """
         assert self.pre_process, "the ViT lives on the first pipeline stage"
         frozen = self._frozen
         with torch.no_grad() if frozen["vision"] else nullcontext():
-            features = self.vision_model(pixel_values, image_grid_thw)
+            features = self.vision_model(pixel_values, grid_thw)
         with torch.no_grad() if frozen["vision"] and frozen["projector"] else nullcontext():
             return self.vision_projection(features)
 
@@ -144,19 +145,27 @@ class VLModel(MegatronModule):
         *,
         pixel_values: torch.Tensor | None = None,
         image_grid_thw: torch.Tensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_grid_thw: torch.Tensor | None = None,
         cu_seqlens: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run this pipeline stage on one micro-batch of ``b`` packed rows of ``s`` tokens.
 
         Args:
-            input_ids: [b, s] token ids with one ``image_token_id`` per merged image token (first stage).
+            input_ids: [b, s] token ids with one ``image_token_id`` per merged image token and one
+                ``video_token_id`` per merged video token (first stage).
             position_ids: [3, b, s] M-RoPE (t, h, w) positions, restarting at 0 for each document.
             pixel_values: [num_patches, 3*2*14*14] HF's flattened patches of every image in the micro-batch,
-                in order of appearance (first stage; None or 0 rows for text only: then, if the ViT or the
-                projector is trained, a blank merge group runs through them so that every trained parameter
-                gets a (zero) gradient, as megatron's DDP with ``overlap_grad_reduce`` requires).
+                in order of appearance (first stage; None or 0 rows when there is no image. With neither images
+                nor videos, if the ViT or the projector is trained, a blank merge group runs through them so that
+                every trained parameter gets a (zero) gradient, as megatron's DDP with ``overlap_grad_reduce``
+                requires).
             image_grid_thw: [num_images, 3] each image's (frames, rows, columns) in patches.
+            pixel_values_videos: [num_video_patches, 3*2*14*14] HF's flattened patches of every video in the
+                micro-batch, in order of appearance (first stage; None or 0 rows when there is no video).
+                Images and videos run through the ViT together; attention never crosses one frame.
+            video_grid_thw: [num_videos, 3] each video's (temporal patches, rows, columns).
             cu_seqlens: int [num_segments + 1] document boundaries as offsets into the ``b * s`` tokens read
                 row by row; must include every row boundary (padding at the end of a row is its own
                 segment). None: each row is one document. Attention never crosses a boundary.
@@ -179,7 +188,9 @@ class VLModel(MegatronModule):
         segments = self._segments(cu_seqlens, batch, seq, position_ids.device)
         decoder_input = None
         if self.pre_process:
-            decoder_input = self._embed(input_ids.reshape(1, tokens), pixel_values, image_grid_thw)
+            decoder_input = self._embed(
+                input_ids.reshape(1, tokens), (pixel_values, image_grid_thw), (pixel_values_videos, video_grid_thw)
+            )
         output = self.language_model(
             input_ids=None,
             position_ids=position_ids.reshape(3, 1, tokens),
@@ -216,33 +227,57 @@ class VLModel(MegatronModule):
         merge = vision.spatial_merge_size
         pixels = like.new_zeros(merge * merge, vision.patch_dim)
         grid = torch.tensor([[1, merge, merge]], device=like.device)
-        return self.encode_images(pixels, grid)
+        return self.encode_vision(pixels, grid)
 
-    def _embed(self, input_ids: torch.Tensor, pixel_values, image_grid_thw) -> torch.Tensor:
-        """Token embeddings [b*s, 1, hidden] with image placeholders replaced, scattered for SP."""
+    def _embed(self, input_ids: torch.Tensor, images: tuple, videos: tuple) -> torch.Tensor:
+        """Token embeddings [b*s, 1, hidden] with image and video placeholders replaced, scattered for SP.
+
+        ``images`` and ``videos`` are (patches, grid_thw) pairs, either of which may be (None, None).
+        """
         embeddings = self.language_model.embedding(input_ids=input_ids, position_ids=None)
-        placeholders = input_ids[0] == self.model_config.image_token_id
-        num_placeholders = int(placeholders.sum())
-        if pixel_values is None or pixel_values.shape[0] == 0:
-            if num_placeholders:
+        config = self.model_config
+        given = []
+        for kind, token_id, (pixels, grid), names in (
+            ("image", config.image_token_id, images, ("pixel_values", "image_grid_thw")),
+            ("video", config.video_token_id, videos, ("pixel_values_videos", "video_grid_thw")),
+        ):
+            placeholders = input_ids[0] == token_id
+            num_placeholders = int(placeholders.sum())
+            if pixels is None or pixels.shape[0] == 0:
+                if num_placeholders:
+                    raise ValueError(
+                        f"the micro-batch has {num_placeholders} {kind} placeholder tokens (id {token_id}) but no "
+                        f"{names[0]}"
+                    )
+                continue
+            if grid is None:
+                raise ValueError(f"{names[0]} were given without {names[1]}; pass each {kind}'s (t, h, w) grid")
+            num_patches = int(grid.prod(dim=-1).sum())
+            if pixels.shape[0] != num_patches:
                 raise ValueError(
-                    f"the micro-batch has {num_placeholders} image placeholder tokens "
-                    f"(id {self.model_config.image_token_id}) but no pixel_values"
+                    f"{names[0]} has shape {tuple(pixels.shape)} but {names[1]} describes {num_patches} patches; pass "
+                    f"the processor's flattened patches of every {kind} of the micro-batch, in order"
                 )
+            given.append((kind, token_id, placeholders, num_placeholders, num_patches, pixels, grid))
+        if not given:
             if torch.is_grad_enabled() and not (self._frozen["vision"] and self._frozen["projector"]):
                 # megatron's DDP with overlap_grad_reduce waits for a gradient of every trained parameter, so a
                 # text-only micro-batch runs the ViT on one blank merge group and adds zero times its output.
                 embeddings = embeddings + 0.0 * self._blank_image_embedding(embeddings).sum()
         else:
-            if image_grid_thw is None:
-                raise ValueError("pixel_values were given without image_grid_thw; pass each image's (t, h, w) grid")
-            image_embeddings = self.encode_images(pixel_values, image_grid_thw).to(embeddings.dtype)
-            if image_embeddings.shape[0] != num_placeholders:
-                raise ValueError(
-                    f"the images give {image_embeddings.shape[0]} image tokens but input_ids has {num_placeholders} "
-                    f"placeholders (id {self.model_config.image_token_id}); each image needs t*h*w/merge² of them"
-                )
-            embeddings = embeddings.masked_scatter(placeholders[:, None, None], image_embeddings)
+            # One ViT pass over images and videos together: each frame attends only within itself (or its
+            # windows), so the features are those of separate passes, for one launch of every layer.
+            features = self.encode_vision(
+                torch.cat([pixels for *_, pixels, _ in given]), torch.cat([grid for *_, grid in given])
+            ).to(embeddings.dtype)
+            sizes = [num_patches // config.vision.spatial_merge_size**2 for *_, num_patches, _, _ in given]
+            for (kind, token_id, placeholders, num_placeholders, *_), part in zip(given, features.split(sizes)):
+                if part.shape[0] != num_placeholders:
+                    raise ValueError(
+                        f"the {kind}s give {part.shape[0]} {kind} tokens but input_ids has {num_placeholders} "
+                        f"placeholders (id {token_id}); each {kind} needs t*h*w/merge² of them"
+                    )
+                embeddings = embeddings.masked_scatter(placeholders[:, None, None], part)
         if self.config.sequence_parallel:
             embeddings = scatter_to_sequence_parallel_region(embeddings, group=self.tp_group)
         return embeddings

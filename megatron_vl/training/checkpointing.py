@@ -28,6 +28,7 @@ from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQu
 from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelSaveStrategyWrapper
 from megatron.core.process_groups_config import ProcessGroupCollection
 
+from megatron_vl.config.model import saved_model_fields
 from megatron_vl.config.serialization import config_to_dict
 from megatron_vl.config.training import CheckpointSettings
 from megatron_vl.files import PARTIAL_DIRECTORY_SUFFIX, publish_directory
@@ -285,7 +286,8 @@ class Checkpointer:
                 f"({directory / checkpoint_files.TOKENIZER_DIR}) and data packed with it"
             )
         # Precision is the one model field a run may change when it loads a checkpoint.
-        saved = {k: v for k, v in record["model"].items() if k != "dtype"}
+        saved_model = saved_model_fields(record["model"], video_pad_id=self.tokenizer.video_pad_id)
+        saved = {k: v for k, v in saved_model.items() if k != "dtype"}
         current = {k: v for k, v in config_to_dict(self.run.model).items() if k != "dtype"}
         if saved != current:
             different = sorted(key for key in current if saved.get(key) != current[key])

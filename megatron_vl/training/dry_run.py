@@ -1,7 +1,7 @@
 """``train --dry-run``: the resolved run config and its ``plan`` as the GPU run will have them, printed as JSON.
 
 Runs anywhere (a login node, a laptop): without a tokenizer at the path, the model preset's ``<|image_pad|>``
-id stands in; without a GPU here, the config is built for the cluster's (``CLUSTER_GPU``, Transformer Engine,
+and ``<|video_pad|>`` ids stand in; without a GPU here, the config is built for the cluster's (``CLUSTER_GPU``, Transformer Engine,
 bf16 under ``precision="auto"``) unless ``--dry-run-platform here`` asks for this machine's. The printed
 object is the run config (``config.json``'s fields) plus ``plan`` (``training/run_plan.py``) with the world
 size it is for, where that came from, and notes on what stood in. The notes also go to stderr.
@@ -25,9 +25,12 @@ from megatron_vl.training.run_plan import plan_run
 
 CLUSTER_GPU = "NVIDIA H200"
 """The accelerator the launch scripts' runs are planned for."""
-PRESET_IMAGE_PAD_IDS = {"mimo_vl_7b": 151655, "tiny": TRAINED_SPECIAL_IDS["<|image_pad|>"]}
-"""``<|image_pad|>`` of the tokenizer each preset trains with: the Qwen2 tokenizer's for ``mimo_vl_7b``, the
-``data_prep train-tokenizer`` one's for ``tiny``."""
+PRESET_PLACEHOLDER_IDS = {
+    "mimo_vl_7b": (151655, 151656),
+    "tiny": (TRAINED_SPECIAL_IDS["<|image_pad|>"], TRAINED_SPECIAL_IDS["<|video_pad|>"]),
+}
+"""``(<|image_pad|>, <|video_pad|>)`` of the tokenizer each preset trains with: the Qwen2 tokenizer's for
+``mimo_vl_7b``, the ``data_prep train-tokenizer`` one's for ``tiny``."""
 PLATFORM_CHOICES = ("gpu", "here")
 
 
@@ -37,6 +40,8 @@ class PresetTokenIds:
 
     image_pad_id: int
     """The preset's ``<|image_pad|>`` id."""
+    video_pad_id: int
+    """The preset's ``<|video_pad|>`` id."""
     vocab_size: int
     """The preset's vocabulary (a real tokenizer may use fewer ids)."""
 
@@ -56,16 +61,18 @@ def dry_run_document(args, recipe, paths) -> dict:
     if os.path.exists(paths.tokenizer):
         tokenizer = load_tokenizer(paths.tokenizer)
     else:
-        if recipe.model not in PRESET_IMAGE_PAD_IDS:
+        if recipe.model not in PRESET_PLACEHOLDER_IDS:
             raise ValueError(
-                f"no tokenizer at {paths.tokenizer}, and the model {recipe.model!r} has no known <|image_pad|> id; "
-                "pass --tokenizer"
+                f"no tokenizer at {paths.tokenizer}, and the model {recipe.model!r} has no known <|image_pad|> and "
+                "<|video_pad|> ids; pass --tokenizer"
             )
-        image_pad_id = PRESET_IMAGE_PAD_IDS[recipe.model]
-        vocab_size = model_preset(recipe.model, image_token_id=image_pad_id).language.vocab_size
-        tokenizer = PresetTokenIds(image_pad_id=image_pad_id, vocab_size=vocab_size)
+        image_pad_id, video_pad_id = PRESET_PLACEHOLDER_IDS[recipe.model]
+        vocab_size = model_preset(
+            recipe.model, image_token_id=image_pad_id, video_token_id=video_pad_id
+        ).language.vocab_size
+        tokenizer = PresetTokenIds(image_pad_id=image_pad_id, video_pad_id=video_pad_id, vocab_size=vocab_size)
         notes.append(f"no tokenizer at {paths.tokenizer}: the {recipe.model} preset's <|image_pad|> id {image_pad_id} "
-                     "stands in")
+                     f"and <|video_pad|> id {video_pad_id} stand in")
     # The local backend imports nothing: it only asks whether a GPU is here.
     if detect_platform("local").on_gpu or args.dry_run_platform == "here":
         platform = detect_platform(args.layer_backend)

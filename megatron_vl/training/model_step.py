@@ -60,6 +60,8 @@ class VLModelStep:
             batch.position_ids,
             pixel_values=batch.pixel_values,
             image_grid_thw=batch.image_grid_thw,
+            pixel_values_videos=batch.pixel_values_videos,
+            video_grid_thw=batch.video_grid_thw,
             cu_seqlens=batch.cu_seqlens,
             labels=batch.labels,
         )

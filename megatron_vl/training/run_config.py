@@ -77,7 +77,7 @@ class RunConfig:
     paths: RunPaths
     """Roots the run reads and writes."""
     model: VLModelConfig
-    """The model, with the tokenizer's image placeholder id and the run's dtype."""
+    """The model, with the tokenizer's image and video placeholder ids and the run's dtype."""
     data: DataConfig
     """The blend as packed dataset directories, batch sizes, the held-out set."""
     checkpoint_dir: str
@@ -98,7 +98,10 @@ def resolve_run(recipe: StageRecipe, paths: RunPaths, tokenizer: Tokenizer, plat
     """The concrete run of ``recipe`` on ``platform``: dataset directories, checkpoint folders, the model for
     ``tokenizer``; ``precision="auto"`` is bf16 on a GPU and fp32 on the CPU."""
     bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and platform.on_gpu)
-    model = model_preset(recipe.model, image_token_id=tokenizer.image_pad_id, dtype="bfloat16" if bf16 else "float32")
+    model = model_preset(
+        recipe.model, image_token_id=tokenizer.image_pad_id, video_token_id=tokenizer.video_pad_id,
+        dtype="bfloat16" if bf16 else "float32",
+    )
     if tokenizer.vocab_size > model.language.vocab_size:
         raise ValueError(
             f"tokenizer {paths.tokenizer} has {tokenizer.vocab_size} ids but the {recipe.model} model's vocabulary "

@@ -74,3 +74,26 @@ def test_export_refuses_a_non_empty_output(world, tmp_path):
     (tmp_path / "hf" / "keep.txt").write_text("mine")
     with pytest.raises(ValueError, match="exists and is not empty"):
         export(world.imported, tmp_path / "hf", progress=False)
+
+
+def test_config_json_placeholder_ids_must_be_the_tokenizers(world, tmp_path):
+    broken = _copy(world.hf_dir, tmp_path / "hf")
+    config = json.loads((broken / "config.json").read_text())
+    config["video_token_id"] = 7
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"says video_token_id 7 but the tokenizer's <\|video_pad\|> is 6"):
+        import_checkpoint(ImportRequest(out=tmp_path / "out", hf=broken), progress=False)
+
+
+def test_a_run_record_saved_before_videos_opens_with_the_tokenizers_video_pad(world, tmp_path):
+    from checkpoints_tools.run_checkpoint import open_run_checkpoint
+    from tests.models.vl_batches import VIDEO
+
+    root = _copy(world.imported, tmp_path / "ckpt")
+    directory, _ = checkpoint_files.resolve_checkpoint(root, None)
+    record_file = directory / checkpoint_files.RUN_FILE
+    record = json.loads(record_file.read_text())
+    del record["model"]["video_token_id"]
+    record_file.write_text(json.dumps(record))
+    assert open_run_checkpoint(root).config == world.config
+    assert world.config.video_token_id == VIDEO

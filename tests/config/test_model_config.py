@@ -11,15 +11,16 @@ from megatron_vl.config.model import (
     VLModelConfig,
     mimo_vl_7b,
     model_preset,
+    saved_model_fields,
     tiny,
 )
 from megatron_vl.config.parallel import ParallelConfig
 
-TINY = tiny(image_token_id=5)
+TINY = tiny(image_token_id=5, video_token_id=6)
 
 
 def test_mimo_vl_7b_has_the_design_numbers():
-    config = mimo_vl_7b(image_token_id=151655)
+    config = mimo_vl_7b(image_token_id=151655, video_token_id=151656)
     vision, language = config.vision, config.language
     assert (vision.num_layers, vision.hidden_size, vision.num_attention_heads, vision.head_dim) == (32, 1280, 16, 80)
     assert vision.full_attention_layers == (7, 15, 23, 31)
@@ -50,7 +51,7 @@ SIZES = {
 
 
 def test_tiny_differs_from_the_7b_only_in_sizes():
-    full = mimo_vl_7b(image_token_id=5)
+    full = mimo_vl_7b(image_token_id=5, video_token_id=6)
     for part, sizes in SIZES.items():
         ours, theirs = dataclasses.asdict(getattr(TINY, part)), dataclasses.asdict(getattr(full, part))
         assert {name for name in ours if ours[name] != theirs[name]} == set(sizes), part
@@ -60,9 +61,9 @@ def test_tiny_differs_from_the_7b_only_in_sizes():
 
 def test_the_registry_builds_every_preset():
     assert set(PRESETS) == {"tiny", "mimo_vl_7b"}
-    assert model_preset("tiny", image_token_id=5, dtype="bfloat16") == dataclasses.replace(TINY, dtype="bfloat16")
+    assert model_preset("tiny", image_token_id=5, video_token_id=6, dtype="bfloat16") == dataclasses.replace(TINY, dtype="bfloat16")
     with pytest.raises(ValueError, match=r"unknown model preset 'small': choose one of \['mimo_vl_7b', 'tiny'\]"):
-        model_preset("small", image_token_id=5)
+        model_preset("small", image_token_id=5, video_token_id=6)
 
 
 def test_uneven_pipeline_split_and_padded_vocab():
@@ -90,7 +91,7 @@ def test_parallel_layout_errors(parallel, message):
 
 def test_7b_vit_mlp_is_not_divisible_by_tp8():
     with pytest.raises(ValueError, match="vision.ffn_hidden_size=3420"):
-        mimo_vl_7b(image_token_id=151655).validate_parallel(ParallelConfig(tensor_parallel=8))
+        mimo_vl_7b(image_token_id=151655, video_token_id=151656).validate_parallel(ParallelConfig(tensor_parallel=8))
 
 
 @pytest.mark.parametrize(
@@ -120,6 +121,8 @@ def test_part_config_errors(part, overrides, message):
         (dict(image_token_id=4096), "image_token_id=4096 is not a token id below vocab_size 4096"),
         (dict(dtype="float16"), "dtype='float16'"),
         (dict(image_token_id=True), "image_token_id=True is not a token id"),
+        (dict(video_token_id=-1), "video_token_id=-1 is not a token id below vocab_size 4096.*<\\|video_pad\\|>"),
+        (dict(video_token_id=5), "video_token_id and image_token_id are both 5"),
         (dict(init_method_std=0.0), "init_method_std must be a positive finite number"),
     ],
 )
@@ -131,3 +134,14 @@ def test_model_config_errors(overrides, message):
 def test_configs_are_keyword_only():
     with pytest.raises(TypeError):
         VLModelConfig(TINY.vision, TINY.projector, TINY.language, 5)  # noqa
+
+
+def test_a_model_record_saved_before_videos_takes_the_tokenizers_video_pad():
+    from megatron_vl.config.serialization import config_from_dict, config_to_dict
+
+    saved = config_to_dict(TINY)
+    del saved["video_token_id"]
+    restored = config_from_dict(VLModelConfig, saved_model_fields(saved, video_pad_id=6))
+    assert restored == TINY
+    current = config_to_dict(dataclasses.replace(TINY, video_token_id=9))
+    assert saved_model_fields(current, video_pad_id=6) == current, "a saved video_token_id is kept"

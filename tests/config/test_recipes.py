@@ -23,7 +23,7 @@ DESIGN_7B = {
     "stage3_multimodal": (1e-5, 1e-5, 1e-5, 8192, 1.4e12, "stage2_vit"),
     "stage4_32k": (2.5e-5, 2.5e-5, 2.5e-5, 32768, 550e9, "stage3_multimodal"),
 }
-TOKENIZER = types.SimpleNamespace(image_pad_id=5, vocab_size=512, fingerprint="f" * 64)
+TOKENIZER = types.SimpleNamespace(image_pad_id=5, video_pad_id=6, vocab_size=512, fingerprint="f" * 64)
 CPU = Platform(device="cpu", device_name="cpu", layer_backend="local")
 GPU = Platform(device="cuda", device_name="NVIDIA H200", layer_backend="transformer_engine", peak_flops=989e12)
 
@@ -49,7 +49,7 @@ def test_7b_recipes_keep_the_pipeline_bubble_small_at_their_launch_size(stage, t
     """At the world size of launch/<stage>.sh, at most 10% of a step idles in the pipeline bubble, and the
     estimate leaves a fifth of an 80 GB GPU free."""
     world_size = launch_script_world_size(LAUNCH_DIR / f"{stage}.sh")
-    tokenizer = types.SimpleNamespace(image_pad_id=151655, vocab_size=151680)
+    tokenizer = types.SimpleNamespace(image_pad_id=151655, video_pad_id=151656, vocab_size=151680)
     plan = plan_run(resolve_run(load_recipe(stage, "mimo_vl_7b"), _paths(tmp_path), tokenizer, GPU), world_size)
     assert plan.pipeline_bubble_fraction <= 0.10, plan.to_dict()
     assert plan.worst_stage.memory.total < 0.8 * 80e9, plan.worst_stage.memory.total / GIB
@@ -66,7 +66,7 @@ def test_recipes_resolve_to_the_packed_data_layout(stage, tmp_path):
         assert run.data.eval_path == str(tmp_path / "data" / "packed" / str(recipe.seq_len) / "eval")
         assert run.checkpoint_dir == str(tmp_path / "ckpt" / stage)
         assert run.log_dir == str(tmp_path / "logs" / stage)
-        assert run.model.image_token_id == 5
+        assert (run.model.image_token_id, run.model.video_token_id) == (5, 6)
         if recipe.init_from is None:
             assert model == "tiny" and stage == "stage1_projector" and run.init_from is None
         else:
@@ -157,7 +157,7 @@ def test_bad_training_settings_are_refused(build, message):
 
 def test_tokenizer_larger_than_the_model_vocabulary_is_refused(tmp_path):
     with pytest.raises(ValueError, match="train a smaller tokenizer"):
-        resolve_run(_recipe(), _paths(tmp_path), types.SimpleNamespace(image_pad_id=5, vocab_size=5000, fingerprint="f"), CPU)
+        resolve_run(_recipe(), _paths(tmp_path), types.SimpleNamespace(image_pad_id=5, video_pad_id=6, vocab_size=5000, fingerprint="f"), CPU)
 
 
 def test_precision_auto_follows_the_platform(tmp_path):

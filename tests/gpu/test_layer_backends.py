@@ -1,6 +1,6 @@
 """On the GPU: Transformer Engine's layers against megatron-core's local ones on identical weights (logits and
-every parameter's gradient, fp32 and bf16), packed THD documents against the same documents one by one, and the
-exported Hugging Face model against ours. Tolerances: ``tests/gpu/gpu_setup.py``."""
+every parameter's gradient, fp32 and bf16), packed THD documents (with images, an image and a video, text)
+against the same documents one by one, and the exported Hugging Face model against ours. Tolerances: ``tests/gpu/gpu_setup.py``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tests.gpu.gpu_setup import (
     to_device,
     transformer_engine_error,
 )
-from tests.models.vl_batches import document, hf_model, micro_batch, model_inputs, tiny_config
+from tests.models.vl_batches import Video, document, hf_model, micro_batch, model_inputs, tiny_config
 from tests.multirank import run_ranks
 
 DTYPES = ("float32", "bfloat16")
@@ -29,7 +29,7 @@ DTYPES = ("float32", "bfloat16")
 def _documents(hf):
     generator = torch.Generator().manual_seed(1)
     first = document(hf, generator, [4, 9], [(1, 6, 10)])
-    second = document(hf, generator, [2, 6], [(1, 4, 8)])
+    second = document(hf, generator, [2, 3, 3], [(1, 4, 8), Video((3, 4, 4), 0.5)])
     text = document(hf, generator, [17], [])
     return first, second, text
 
@@ -57,8 +57,7 @@ def _run_model(backend: str, dtype: str, full: dict, docs) -> dict:
         packed = model(**{**model_inputs(batch), "labels": None})
         alone = []
         for doc in (first, second, text):
-            inputs = to_device({"pixel_values": doc.pixel_values, "image_grid_thw": doc.grids}, TEST_DEVICE)
-            alone.append(model(doc.ids[None].to(TEST_DEVICE), doc.positions[:, None].to(TEST_DEVICE), **inputs)[0])
+            alone.append(model(**to_device(doc.model_inputs(), TEST_DEVICE))[0])
     per_token = model(**model_inputs(batch))
     (per_token * batch["loss_mask"]).sum().backward()
     spans = {
@@ -82,14 +81,12 @@ def _hf_logits(hf_state: dict, dtype: str, docs) -> list[torch.Tensor]:
     hf = hf.to(TEST_DEVICE, getattr(torch, dtype))
     logits = []
     for doc in docs:
+        inputs = to_device({**doc.hf_inputs(), "position_ids": doc.positions[:, None]}, TEST_DEVICE)
+        for pixels in ("pixel_values", "pixel_values_videos"):
+            if inputs[pixels] is not None:
+                inputs[pixels] = inputs[pixels].to(getattr(torch, dtype))
         with torch.no_grad():
-            out = hf(
-                input_ids=doc.ids[None].to(TEST_DEVICE),
-                position_ids=doc.positions[:, None].to(TEST_DEVICE),
-                pixel_values=None if doc.pixel_values is None else doc.pixel_values.to(TEST_DEVICE, getattr(torch, dtype)),
-                image_grid_thw=None if doc.grids is None else doc.grids.to(TEST_DEVICE),
-            ).logits[0]
-        logits.append(out.float().cpu())
+            logits.append(hf(**inputs).logits[0].float().cpu())
     return logits
 
 

@@ -1,5 +1,6 @@
-"""TP=2, TP=2 with SP, and PP=2 (1F1B, uneven first stage) give the loss and gradients of TP=1 PP=1, and a
-distributed checkpoint saved at TP=2 loads at TP=1 with identical logits.
+"""TP=2, TP=2 with SP, and PP=2 (1F1B, uneven first stage) give the loss and gradients of TP=1 PP=1 on
+micro-batches of images and videos, every layout's logits equal HF Qwen2.5-VL's on a document with an image and
+a video and on one with a video, and a distributed checkpoint saved at TP=2 loads at TP=1 with identical logits.
 
 All layouts run one after another in one spawn of two gloo ranks (at TP=1 PP=1 the two ranks are data
 parallel replicas on the same batches). Gradients go through megatron's DDP and ``finalize_model_grads``
@@ -9,7 +10,7 @@ parallel replicas on the same batches). Gradients go through megatron's DDP and 
 import pytest
 import torch
 
-from tests.models.vl_batches import build_model, document, hf_model, micro_batch, model_inputs, tiny_config
+from tests.models.vl_batches import Video, build_model, document, hf_model, micro_batch, model_inputs, tiny_config
 from tests.multirank import run_ranks
 
 SEQ, ROWS, MICRO_BATCHES = 32, 2, 4
@@ -27,12 +28,23 @@ def _micro_batches(hf) -> list[dict]:
     for _ in range(MICRO_BATCHES):
         with_image = document(hf, generator, [3, 4], [(1, 6, 10)])
         text = document(hf, generator, [5], [])
-        small_image = document(hf, generator, [2, 3], [(1, 4, 8)])
-        batches.append(micro_batch([[with_image, text], [small_image]], seq_len=SEQ))
+        image_and_video = document(hf, generator, [2, 2, 1], [(1, 4, 8), Video((2, 4, 4), 0.5)])
+        batches.append(micro_batch([[with_image, text], [image_and_video]], seq_len=SEQ))
     return batches
 
 
-def _loss_and_grads(config, parallel, full, batches) -> tuple[float | None, dict]:
+def _hf_compared_documents(hf) -> list:
+    """The documents each layout's logits are compared with HF's on: an image and an odd-length video, a video."""
+    generator = torch.Generator().manual_seed(4)
+    return [
+        document(hf, generator, [3, 2, 2], [(1, 6, 10), Video((3, 4, 6), 1.0)]),
+        document(hf, generator, [2, 3], [Video((2, 6, 8), 0.5)]),
+    ]
+
+
+def _run_layout(config, parallel, full, batches, logits_batch) -> tuple[float | None, dict, torch.Tensor | None]:
+    """Loss and full gradients of one training step over ``batches``, and the logits of ``logits_batch`` (forward
+    only, same weights); the loss and logits on the last pipeline stage only, None elsewhere."""
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
     from megatron.core.pipeline_parallel import get_forward_backward_func
     from megatron.core.pipeline_parallel.p2p_communication import P2PCommunicator
@@ -59,7 +71,8 @@ def _loss_and_grads(config, parallel, full, batches) -> tuple[float | None, dict
     schedule_kwargs = {}
     if parallel.pipeline_parallel > 1:
         schedule_kwargs["p2p_communicator"] = P2PCommunicator(pgs.pp, model.config)
-    losses = get_forward_backward_func(pp_size=parallel.pipeline_parallel)(
+    schedule = get_forward_backward_func(pp_size=parallel.pipeline_parallel)
+    losses = schedule(
         forward_step_func=forward_step,
         data_iterator=iter(batches),
         model=[ddp],
@@ -72,7 +85,27 @@ def _loss_and_grads(config, parallel, full, batches) -> tuple[float | None, dict
     )
     finalize_model_grads([ddp], pg_collection=pgs)
     loss = sum(float(entry["loss"]) for entry in losses) if losses else None
-    return loss, gather_full_state_dict(model, lambda param: param.main_grad)
+    grads = gather_full_state_dict(model, lambda param: param.main_grad)
+
+    def logits_step(data_iterator, model):
+        # With collect_non_loss_data the last stage's "loss function" output is returned as is: the logits.
+        return model(**{**model_inputs(next(data_iterator)), "labels": None}), lambda logits, non_loss_data: logits
+
+    rows, seq = logits_batch["input_ids"].shape
+    with torch.no_grad():
+        logits = schedule(
+            forward_step_func=logits_step,
+            data_iterator=iter([logits_batch]),
+            model=[ddp],
+            num_microbatches=1,
+            seq_length=rows * seq,
+            micro_batch_size=1,
+            forward_only=True,
+            collect_non_loss_data=True,
+            pg_collection=pgs,
+            **schedule_kwargs,
+        )
+    return loss, grads, logits[0] if logits else None
 
 
 def _checkpoint_logits(config, full, batch, directory) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,9 +138,15 @@ def _all_layouts(checkpoint_dir) -> dict:
     hf = hf_model(config)
     full = from_hf(hf.state_dict(), config)
     batches = _micro_batches(hf)
-    results = {"TP=1": _loss_and_grads(config, ParallelConfig(), full, batches)}
+    compared = _hf_compared_documents(hf)
+    longest = max(len(doc.ids) for doc in compared)
+    # Sequence parallelism splits the micro-batch's tokens over the 2 TP ranks.
+    logits_batch = micro_batch([[doc] for doc in compared], seq_len=longest + longest % 2)
+    with torch.no_grad():
+        results = {"HF logits": [hf(**doc.hf_inputs()).logits[0] for doc in compared]}
+    results["TP=1"] = _run_layout(config, ParallelConfig(), full, batches, logits_batch)
     for name, layout in LAYOUTS.items():
-        results[name] = _loss_and_grads(tiny_config(), ParallelConfig(**layout), full, batches)
+        results[name] = _run_layout(tiny_config(), ParallelConfig(**layout), full, batches, logits_batch)
     results["checkpoint"] = _checkpoint_logits(config, full, batches[0], checkpoint_dir)
     return results
 
@@ -135,6 +174,15 @@ def test_layout_gives_single_rank_loss_and_gradients(ranks, layout):
     for name, reference in reference_grads.items():
         assert reference.abs().max() > 0, f"{name} got no gradient at TP=1"
         torch.testing.assert_close(grads[name], reference, atol=1e-6, rtol=1e-4, msg=f"{name} at {layout}")
+
+
+@pytest.mark.parametrize("layout", ["TP=1", *LAYOUTS])
+def test_layout_logits_equal_hf_on_documents_with_images_and_videos(ranks, layout):
+    logits = next(rank[layout][2] for rank in ranks if rank[layout][2] is not None)
+    for row, hf_logits in enumerate(ranks[0]["HF logits"]):
+        ours = logits[row, : hf_logits.shape[0]]
+        assert ours.shape == hf_logits.shape
+        assert (ours - hf_logits).abs().max() <= 1e-4, f"document {row} at {layout}"
 
 
 def test_checkpoint_saved_at_tp2_loads_at_tp1_with_identical_logits(ranks):

@@ -13,6 +13,7 @@ from megatron_vl.models.vision_windows import vision_windows
         [(1, 10, 16), (1, 6, 12)],  # partial windows at the right and bottom edges
         [(1, 16, 16)],  # a whole number of windows
         [(1, 2, 2), (2, 18, 6), (1, 8, 30)],  # smaller than a window, two frames, wide
+        [(1, 6, 10), (3, 10, 16), (3, 4, 6)],  # an image then videos of three temporal patches, as VLModel packs them
     ],
 )
 def test_layout_matches_transformers(grids):

@@ -1,5 +1,5 @@
-"""VLModel on one rank: logits and visual features equal HF's, packed documents equal documents alone,
-freezing trains only the projector, and bad inputs raise ``ValueError``.
+"""VLModel on one rank: logits and visual features equal HF's (images, videos, and both in one document), packed
+documents equal documents alone, freezing trains only the projector, and bad inputs raise ``ValueError``.
 
 Everything runs in one spawned rank (module fixture); each test checks one part of what it returned.
 """
@@ -7,13 +7,26 @@ Everything runs in one spawned rank (module fixture); each test checks one part 
 import pytest
 import torch
 
-from tests.models.vl_batches import IMAGE, build_model, document, hf_model, micro_batch, model_inputs, tiny_config
+from tests.models.vl_batches import (
+    IMAGE,
+    VIDEO,
+    Video,
+    build_model,
+    document,
+    hf_model,
+    micro_batch,
+    model_inputs,
+    tiny_config,
+)
 from tests.multirank import run_ranks
 
 TWO_IMAGES = [(1, 10, 16), (1, 6, 12)]  # 5x8 and 3x6 merged patches: both leave partial 4x4 windows
+# Odd temporal patches (3) and several windows per frame (5x8 merged patches), at two frame rates.
+VIDEO_ONLY = [Video((3, 4, 6), 1.0)]
+IMAGE_AND_VIDEOS = [(1, 6, 10), Video((2, 10, 16), 0.5), Video((3, 4, 6), 1.0)]
 
 
-def _input_errors(model, doc) -> dict[str, str]:
+def _input_errors(model, doc, video) -> dict[str, str]:
     """The ``ValueError`` message of each malformed input."""
     cases = {
         "placeholders": lambda: model(
@@ -27,6 +40,13 @@ def _input_errors(model, doc) -> dict[str, str]:
             cu_seqlens=torch.tensor([0, 2 * len(doc.ids)]),
         ),
         "pixels": lambda: model(doc.ids[None], doc.positions[:, None], pixel_values=doc.pixel_values[1:], image_grid_thw=doc.grids),
+        "no video pixels": lambda: model(**{**video.model_inputs(), "pixel_values_videos": None}),
+        "video placeholders": lambda: model(**{
+            **video.model_inputs(), "pixel_values_videos": video.pixel_values_videos[:48],
+            "video_grid_thw": torch.tensor([[3, 4, 4]]),
+        }),
+        "video pixels": lambda: model(**{**video.model_inputs(), "pixel_values_videos": video.pixel_values_videos[1:]}),
+        "video grid": lambda: model(**{**video.model_inputs(), "video_grid_thw": None}),
     }
     messages = {}
     for name, call in cases.items():
@@ -105,6 +125,9 @@ def _single_rank_checks() -> dict:
     results = {}
 
     doc = document(hf, generator, [3, 5, 20], TWO_IMAGES)
+    video_generator = torch.Generator().manual_seed(2)
+    video = document(hf, video_generator, [4, 6], VIDEO_ONLY)
+    mixed = document(hf, video_generator, [3, 2, 5, 4], IMAGE_AND_VIDEOS)
     with torch.no_grad():
         hf_logits = hf(
             input_ids=doc.ids[None], position_ids=doc.positions[:, None], pixel_values=doc.pixel_values, image_grid_thw=doc.grids
@@ -112,8 +135,16 @@ def _single_rank_checks() -> dict:
         logits = model(doc.ids[None], doc.positions[:, None], pixel_values=doc.pixel_values, image_grid_thw=doc.grids)[0]
         results["logits"] = (logits, hf_logits)
         results["visual"] = (
-            model.encode_images(doc.pixel_values, doc.grids),
+            model.encode_vision(doc.pixel_values, doc.grids),
             hf.model.visual(doc.pixel_values, grid_thw=doc.grids).pooler_output,
+        )
+        results["video logits"] = {
+            name: (model(**d.model_inputs())[0], hf(**d.hf_inputs()).logits[0])
+            for name, d in (("video", video), ("image and videos", mixed))
+        }
+        results["visual of videos"] = (
+            model.encode_vision(mixed.pixel_values_videos, mixed.video_grids),
+            hf.model.visual(mixed.pixel_values_videos, grid_thw=mixed.video_grids).pooler_output,
         )
 
         first = document(hf, generator, [4, 9], [(1, 6, 10)])
@@ -129,7 +160,7 @@ def _single_rank_checks() -> dict:
             "row 0, second document": (packed[0, len(first.ids) : len(first.ids) + len(second.ids)], alone[1]),
             "row 1, second document": (packed[1, : len(second.ids)], alone[1]),
         }
-        results["errors"] = _input_errors(model, doc)
+        results["errors"] = _input_errors(model, doc, video)
     results["freeze"] = _freeze_step(config, parallel, pgs, full, batch)
     text_batch = micro_batch([[document(hf, generator, [20], [])], [document(hf, generator, [12], [])]], seq_len=24)
     results["text only"] = _text_only_steps(config, parallel, pgs, full, batch, text_batch)
@@ -152,6 +183,17 @@ def test_vit_and_projector_equal_hf_visual(single_rank):
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
 
+def test_logits_equal_hf_with_a_video_and_with_an_image_and_videos_in_one_document(single_rank):
+    for name, (logits, hf_logits) in single_rank["video logits"].items():
+        assert logits.shape == hf_logits.shape, name
+        assert (logits - hf_logits).abs().max() <= 1e-4, name
+
+
+def test_vit_and_projector_equal_hf_visual_on_videos(single_rank):
+    ours, theirs = single_rank["visual of videos"]
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+
+
 def test_packed_documents_give_the_logits_of_each_document_alone(single_rank):
     for where, (packed, alone) in single_rank["packing"].items():
         torch.testing.assert_close(packed, alone, atol=1e-5, rtol=1e-5, msg=where)
@@ -170,6 +212,10 @@ def test_malformed_inputs_raise_value_errors(single_rank):
     assert "placeholders" in errors["placeholders"] and str(IMAGE) in errors["placeholders"]
     assert "row boundary" in errors["cu_seqlens"]
     assert "pixel_values has shape" in errors["pixels"]
+    assert f"18 video placeholder tokens (id {VIDEO}) but no pixel_values_videos" in errors["no video pixels"]
+    assert f"the videos give 12 video tokens but input_ids has 18 placeholders (id {VIDEO})" in errors["video placeholders"]
+    assert "pixel_values_videos has shape (71, 1176) but video_grid_thw describes 72 patches" in errors["video pixels"]
+    assert "pixel_values_videos were given without video_grid_thw" in errors["video grid"]
 
 
 def test_text_only_micro_batch_after_images_finishes_overlapped_grad_sync(single_rank):

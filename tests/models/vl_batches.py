@@ -17,7 +17,7 @@ TEXT_IDS = (10, 4096)
 
 
 def tiny_config(**overrides) -> VLModelConfig:
-    return tiny(image_token_id=IMAGE, **overrides)
+    return tiny(image_token_id=IMAGE, video_token_id=VIDEO, **overrides)
 
 
 def hf_model(config: VLModelConfig, seed: int = 0):
@@ -27,7 +27,7 @@ def hf_model(config: VLModelConfig, seed: int = 0):
     from megatron_vl.models.hf_config import to_hf_config
 
     hf_config = Qwen2_5_VLConfig(
-        **to_hf_config(config, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END, video_token_id=VIDEO)
+        **to_hf_config(config, vision_start_token_id=VISION_START, vision_end_token_id=VISION_END)
     )
     hf_config._attn_implementation = "eager"
     model = Qwen2_5_VLForConditionalGeneration(hf_config).eval()
@@ -39,58 +39,106 @@ def hf_model(config: VLModelConfig, seed: int = 0):
     return model
 
 
+def mm_token_types(ids: torch.Tensor) -> torch.Tensor:
+    """HF's ``mm_token_type_ids`` of ``ids``: 0 text, 1 image placeholder, 2 video placeholder."""
+    return (ids == IMAGE).int() + 2 * (ids == VIDEO).int()
+
+
+@dataclasses.dataclass(frozen=True)
+class Video:
+    """A video in a document: its grid (temporal patches, rows, columns) and the seconds one temporal patch spans."""
+
+    grid: tuple[int, int, int]
+    second_per_grid_t: float
+
+
 @dataclasses.dataclass
 class Document:
-    """One document: tokens, its M-RoPE positions from HF's ``get_rope_index``, and its images."""
+    """One document: tokens, its M-RoPE positions from HF's ``get_rope_index``, its images and its videos."""
 
     ids: torch.Tensor
     positions: torch.Tensor
     pixel_values: torch.Tensor | None
     grids: torch.Tensor | None
+    pixel_values_videos: torch.Tensor | None = None
+    video_grids: torch.Tensor | None = None
+    second_per_grid_ts: torch.Tensor | None = None
+
+    def model_inputs(self) -> dict:
+        """``VLModel.forward``'s arguments for this document alone (one row, HF's positions)."""
+        return {
+            "input_ids": self.ids[None], "position_ids": self.positions[:, None], "pixel_values": self.pixel_values,
+            "image_grid_thw": self.grids, "pixel_values_videos": self.pixel_values_videos,
+            "video_grid_thw": self.video_grids,
+        }
+
+    def hf_inputs(self) -> dict:
+        """HF's forward arguments for this document; HF computes its own positions from them."""
+        ids = self.ids[None]
+        return {
+            "input_ids": ids, "mm_token_type_ids": mm_token_types(ids),
+            "pixel_values": self.pixel_values, "image_grid_thw": self.grids,
+            "pixel_values_videos": self.pixel_values_videos, "video_grid_thw": self.video_grids,
+            "second_per_grid_ts": self.second_per_grid_ts,
+        }
 
 
-def document(hf, generator: torch.Generator, text_lengths: list[int], grids: list[tuple[int, int, int]]) -> Document:
-    """Text runs of ``text_lengths`` with an image of each grid between consecutive runs."""
+def document(hf, generator: torch.Generator, text_lengths: list[int], grids: list) -> Document:
+    """Text runs of ``text_lengths`` with one image or video between consecutive runs: an image for each grid
+    tuple, a video for each ``Video``; random patches."""
     assert len(text_lengths) == len(grids) + 1
     merge = hf.config.vision_config.spatial_merge_size
     ids = []
     for index, length in enumerate(text_lengths):
         ids += torch.randint(*TEXT_IDS, (length,), generator=generator).tolist()
         if index < len(grids):
-            t, h, w = grids[index]
-            ids += [VISION_START] + [IMAGE] * (t * h * w // merge**2) + [VISION_END]
+            item = grids[index]
+            t, h, w = item.grid if isinstance(item, Video) else item
+            ids += [VISION_START] + [VIDEO if isinstance(item, Video) else IMAGE] * (t * h * w // merge**2) + [VISION_END]
     ids = torch.tensor([ids])
-    grid_tensor = torch.tensor(grids) if grids else None
+    image_grids = [item for item in grids if not isinstance(item, Video)]
+    videos = [item for item in grids if isinstance(item, Video)]
+    patch_dim = 3 * hf.config.vision_config.temporal_patch_size * hf.config.vision_config.patch_size**2
+
+    def patches(grid: torch.Tensor | None) -> torch.Tensor | None:
+        return None if grid is None else torch.randn(int(grid.prod(-1).sum()), patch_dim, generator=generator)
+
+    image_grid = torch.tensor(image_grids) if image_grids else None
+    video_grid = torch.tensor([video.grid for video in videos]) if videos else None
+    seconds = torch.tensor([video.second_per_grid_t for video in videos]) if videos else None
     if grids:
-        positions, _ = hf.model.get_rope_index(ids, mm_token_type_ids=(ids == IMAGE).int(), image_grid_thw=grid_tensor)
+        positions, _ = hf.model.get_rope_index(
+            ids, mm_token_type_ids=mm_token_types(ids), image_grid_thw=image_grid, video_grid_thw=video_grid,
+            second_per_grid_ts=seconds,
+        )
     else:
         positions = torch.arange(ids.shape[1]).expand(3, 1, -1)
-    pixel_values = None
-    if grids:
-        patch_dim = 3 * hf.config.vision_config.temporal_patch_size * hf.config.vision_config.patch_size**2
-        pixel_values = torch.randn(int(grid_tensor.prod(-1).sum()), patch_dim, generator=generator)
-    return Document(ids[0], positions[:, 0], pixel_values, grid_tensor)
+    return Document(ids[0], positions[:, 0], patches(image_grid), image_grid, patches(video_grid), video_grid, seconds)
 
 
 def micro_batch(rows: list[list[Document]], seq_len: int) -> dict:
     """Documents packed row by row and padded to ``seq_len``; the padding of a row is a segment of its own.
 
     Labels are the next token within the document; the loss mask drops each document's last token,
-    image placeholders and padding.
+    image and video placeholders and padding.
     """
     ids, positions, labels, mask, bounds = [], [], [], [], [0]
-    pixel_values, grids = [], []
+    pixel_values, grids, video_pixels, video_grids = [], [], [], []
     for row in rows:
         row_ids, row_positions, row_labels, row_mask = [], [], [], []
         for doc in row:
             row_ids.append(doc.ids)
             row_positions.append(doc.positions)
             row_labels.append(torch.cat([doc.ids[1:], torch.tensor([PAD])]))
-            row_mask.append(torch.cat([(doc.ids[1:] != IMAGE).float(), torch.zeros(1)]))
+            is_text = (doc.ids[1:] != IMAGE) & (doc.ids[1:] != VIDEO)
+            row_mask.append(torch.cat([is_text.float(), torch.zeros(1)]))
             bounds.append(bounds[-1] + len(doc.ids))
             if doc.pixel_values is not None:
                 pixel_values.append(doc.pixel_values)
                 grids.append(doc.grids)
+            if doc.pixel_values_videos is not None:
+                video_pixels.append(doc.pixel_values_videos)
+                video_grids.append(doc.video_grids)
         padding = seq_len - sum(len(doc.ids) for doc in row)
         assert padding >= 0
         if padding:
@@ -108,6 +156,8 @@ def micro_batch(rows: list[list[Document]], seq_len: int) -> dict:
         "position_ids": torch.stack(positions, dim=1),
         "pixel_values": torch.cat(pixel_values) if pixel_values else None,
         "image_grid_thw": torch.cat(grids) if grids else None,
+        "pixel_values_videos": torch.cat(video_pixels) if video_pixels else None,
+        "video_grid_thw": torch.cat(video_grids) if video_grids else None,
         "cu_seqlens": torch.tensor(bounds, dtype=torch.int32),
         "labels": torch.stack(labels),
         "loss_mask": torch.stack(mask),

@@ -22,7 +22,7 @@ def write_init_checkpoint(root: str, tokenizer_path: str, seed: int) -> dict:
     from megatron_vl.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(tokenizer_path)
-    config = tiny(image_token_id=tokenizer.image_pad_id)
+    config = tiny(image_token_id=tokenizer.image_pad_id, video_token_id=tokenizer.video_pad_id)
     parallel = ParallelConfig()
     pgs = initialize_model_parallel(parallel)
     set_seed(seed, pgs)

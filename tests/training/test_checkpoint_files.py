@@ -42,7 +42,7 @@ def test_run_record_holds_what_readers_rebuild_the_model_from(tmp_path):
     from megatron_vl.config.serialization import config_from_dict
     from megatron_vl.data.images import ImageSettings
 
-    config = tiny(image_token_id=7)
+    config = tiny(image_token_id=7, video_token_id=8)
     record = checkpoint_files.run_record(
         model=config, parallel=ParallelConfig(tensor_parallel=2), iteration=40, image_settings=ImageSettings(),
         tokenizer_fingerprint="abc", written_by="training", stage="stage3_multimodal",
@@ -68,3 +68,23 @@ def test_a_version_1_record_reads_with_the_pipeline_split_under_parallel(tmp_pat
     record = checkpoint_files.read_run_record(tmp_path)
     assert record["format_version"] == 2 and "first_pipeline_stage_language_layers" not in record["model"]
     assert record["parallel"]["first_pipeline_stage_language_layers"] == 1 and record["iteration"] == 4
+
+
+def test_resuming_from_a_record_saved_before_videos_sees_the_same_model(tmp_path):
+    import types
+
+    from megatron_vl.config.model import tiny
+    from megatron_vl.config.serialization import config_to_dict
+    from megatron_vl.training.checkpointing import Checkpointer
+
+    config = tiny(image_token_id=7, video_token_id=8)
+    old_record = {"model": {k: v for k, v in config_to_dict(config).items() if k != "video_token_id"}}
+
+    def checkpointer(video_pad_id):
+        tokenizer = types.SimpleNamespace(video_pad_id=video_pad_id, fingerprint="f" * 64)
+        run = types.SimpleNamespace(model=config, recipe=types.SimpleNamespace(model="tiny"))
+        return types.SimpleNamespace(tokenizer=tokenizer, run=run)
+
+    Checkpointer._check_model(checkpointer(8), old_record, tmp_path)
+    with pytest.raises(ValueError, match=r"\['video_token_id'\] differ"):
+        Checkpointer._check_model(checkpointer(9), old_record, tmp_path)

@@ -24,7 +24,7 @@ def test_weight_counts_match_the_hf_layers():
 
 
 def test_7b_step_flops_are_about_six_per_parameter_and_token():
-    config = mimo_vl_7b(image_token_id=151655)
+    config = mimo_vl_7b(image_token_id=151655, video_token_id=151656)
     tokens = 8192
     flops = training_flops(config, TRAIN_ALL, torch.tensor([0, tokens]), torch.zeros(0, 3, dtype=torch.int64))
     llm_weights = config.language.num_layers * language_layer_weights(config) + config.language.hidden_size * 151680

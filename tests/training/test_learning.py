@@ -25,7 +25,7 @@ def test_tiny_stage3_loss_falls(data_root, tmp_path):
     losses = [loss for _, (loss, _) in sorted(torchrun.losses(tmp_path, STAGE).items())]
     assert len(losses) == ITERATIONS
     # A random model starts near ln(vocab) of the tiny preset's 4096-entry output layer.
-    assert abs(losses[0] - math.log(tiny(image_token_id=0).language.vocab_size)) < 0.5, losses
+    assert abs(losses[0] - math.log(tiny(image_token_id=0, video_token_id=1).language.vocab_size)) < 0.5, losses
     first, middle, last = losses[0], sum(losses[8:12]) / 4, sum(losses[-4:]) / 4
     assert last < middle < first and last < first - 1.0, losses
     evals = torchrun.eval_losses(tmp_path, STAGE)

@@ -23,7 +23,7 @@ from tests.multirank import run_ranks
 
 GPU = Platform(device="cuda", device_name="NVIDIA H200", layer_backend="transformer_engine")
 PATHS = RunPaths(data_root="/d", checkpoint_root="/c", log_root="/l", tokenizer="/t")
-TOKENIZER = types.SimpleNamespace(image_pad_id=5, vocab_size=4096)
+TOKENIZER = types.SimpleNamespace(image_pad_id=5, video_pad_id=6, vocab_size=4096)
 LANGUAGE_ONLY = TrainedModules(vision_lr=None, projector_lr=None, language_lr=1e-3)
 PIPELINE = ParallelConfig(tensor_parallel=2, pipeline_parallel=2, first_pipeline_stage_language_layers=1)
 

@@ -42,6 +42,7 @@ def test_dry_run_without_a_tokenizer_plans_the_gpu_run(tmp_path, monkeypatch, ca
     captured = capsys.readouterr()
     run = json.loads(captured.out)
     assert run["bf16"] is True and run["model"]["dtype"] == "bfloat16" and run["model"]["image_token_id"] == 151655
+    assert run["model"]["video_token_id"] == 151656
     assert run["platform"]["device"] == "cuda" and run["platform"]["layer_backend"] == "transformer_engine"
     plan = run["plan"]
     assert plan["world_size"] == 256 and plan["world_size_from"] == "launch/stage4_32k.sh #SBATCH lines"

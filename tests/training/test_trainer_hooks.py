@@ -101,22 +101,36 @@ def test_log_metrics_reaches_every_hook():
     assert calls == [("a", "eval 7"), ("b", "eval 7")]
 
 
-def _batch() -> VLBatch:
+def _batch(video_grids: list[tuple[int, int, int]] = ()) -> VLBatch:
+    grids = torch.tensor(video_grids, dtype=torch.int64).reshape(-1, 3)
     return VLBatch(
         tokens=torch.ones(1, 8, dtype=torch.int64), labels=torch.ones(1, 8, dtype=torch.int64),
         loss_mask=torch.ones(1, 8), position_ids=torch.zeros(3, 1, 8, dtype=torch.int64),
         cu_seqlens=torch.tensor([0, 8], dtype=torch.int32), max_seqlen=8, pixel_values=torch.zeros(0, 1176),
-        image_grid_thw=torch.zeros(0, 3, dtype=torch.int64), pixel_values_videos=torch.zeros(0, 1176),
-        video_grid_thw=torch.zeros(0, 3, dtype=torch.int64), second_per_grid_ts=torch.zeros(0),
-        loss_tokens_per_kind={"text": 8}, sample_ids=[(0, 0)],
+        image_grid_thw=torch.zeros(0, 3, dtype=torch.int64), pixel_values_videos=torch.zeros(int(grids.prod(-1).sum()), 1176),
+        video_grid_thw=grids, second_per_grid_ts=torch.ones(len(grids)), loss_tokens_per_kind={"text": 8},
+        sample_ids=[(0, 0)],
     )
 
 
 def test_evaluation_counts_no_flops_and_no_loss_tokens():
-    step = VLModelStep(tiny(image_token_id=5), {"vision": False, "projector": False, "language": False}, torch.device("cpu"))
+    step = VLModelStep(tiny(image_token_id=5, video_token_id=6), {"vision": False, "projector": False, "language": False}, torch.device("cpu"))
     model = lambda *args, **kwargs: torch.zeros(1, 8)  # noqa: E731 - the per-token loss of a stand-in model
     step.eval_forward(iter([_batch()]), model)
     assert step.stats() == {"flops": 0.0, "loss_tokens": {}}
     step.train_forward(iter([_batch()]), model)
     stats = step.stats()
     assert stats["flops"] > 0 and stats["loss_tokens"] == {"text": 8}
+
+
+def test_train_step_hands_videos_to_the_model_and_counts_their_vit_flops():
+    step = VLModelStep(tiny(image_token_id=5, video_token_id=6), {"vision": False, "projector": False, "language": False}, torch.device("cpu"))
+    calls = []
+    model = lambda *args, **kwargs: calls.append(kwargs) or torch.zeros(1, 8)  # noqa: E731 - records its inputs
+    step.train_forward(iter([_batch()]), model)
+    text_flops = step.stats()["flops"]
+    batch = _batch(video_grids=[(2, 4, 4)])
+    step.train_forward(iter([batch]), model)
+    assert step.stats()["flops"] > text_flops
+    assert calls[1]["pixel_values_videos"].shape == (32, 1176)
+    assert calls[1]["video_grid_thw"].tolist() == [[2, 4, 4]]
