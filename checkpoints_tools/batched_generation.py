@@ -22,8 +22,12 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 class Generated:
     text: str
     """The continuation, special tokens skipped."""
-    tokens: int
-    """Tokens generated, up to and including the end-of-turn token when one came."""
+    token_ids: tuple[int, ...]
+    """The tokens generated, up to and including the end-of-turn token when one came (no padding after it)."""
+
+    @property
+    def tokens(self) -> int:
+        return len(self.token_ids)
 
 
 def load_hf_model(hf_dir: str | Path, *, device: str = "cpu", dtype: str = "fp32"):
@@ -76,8 +80,9 @@ class BatchedGenerator:
             )
         new_tokens = output[:, inputs["input_ids"].shape[1]:].cpu()
         texts = self.inputs.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [Generated(text, self._count(row.tolist())) for text, row in zip(texts, new_tokens)]
+        return [Generated(text, self._until_stop(row.tolist())) for text, row in zip(texts, new_tokens)]
 
-    def _count(self, tokens: list[int]) -> int:
+    def _until_stop(self, tokens: list[int]) -> tuple[int, ...]:
         # A row that stopped early is padded to the batch's length after its end-of-turn token.
-        return next((position + 1 for position, token in enumerate(tokens) if token in self._stop_ids), len(tokens))
+        end = next((position + 1 for position, token in enumerate(tokens) if token in self._stop_ids), len(tokens))
+        return tuple(tokens[:end])

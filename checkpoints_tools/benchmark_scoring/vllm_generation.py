@@ -35,4 +35,4 @@ class VLLMGenerator:
             for row, prompt in zip(images, prompts)
         ]
         outputs = self.llm.generate(requests, SamplingParams(temperature=0.0, max_tokens=max_new_tokens), use_tqdm=False)
-        return [Generated(output.outputs[0].text, len(output.outputs[0].token_ids)) for output in outputs]
+        return [Generated(output.outputs[0].text, tuple(output.outputs[0].token_ids)) for output in outputs]
