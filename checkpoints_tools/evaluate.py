@@ -79,10 +79,14 @@ def evaluate_folder(
         raise ValueError("no benchmark files to score; pass at least one .tsv or .jsonl file")
     metrics = list(metrics) if metrics is not None else [None] * len(benchmark_files)
     if len(metrics) != len(benchmark_files):
-        raise ValueError(f"{len(metrics)} metrics for {len(benchmark_files)} files; give one per file, or none to infer them")
+        raise ValueError(
+            f"{len(metrics)} metrics for {len(benchmark_files)} files; give one per file, or none to infer them"
+        )
     if max_new_tokens is not None and max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    benchmarks = [read_benchmark(path, metric, limit=limit, prompts=prompts) for path, metric in zip(benchmark_files, metrics)]
+    benchmarks = [
+        read_benchmark(path, metric, limit=limit, prompts=prompts) for path, metric in zip(benchmark_files, metrics)
+    ]
     device = device or _default_device()
     max_images = max(len(row.images) for benchmark in benchmarks for row in benchmark.rows)
     generator = _make_generator(Path(hf_dir), engine, device, dtype, max_images)
@@ -92,13 +96,15 @@ def evaluate_folder(
             generator, benchmark, batch_size=batch_size, workers=workers,
             max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS[benchmark.metric], progress=progress,
         )
-        results.append(file_result(benchmark, predictions, score_rows(benchmark, predictions, sizes, generator.image_settings)))
+        row_scores = score_rows(benchmark, predictions, sizes, generator.image_settings)
+        results.append(file_result(benchmark, predictions, row_scores))
     return {"model": str(hf_dir), "engine": engine, "device": device, "files": results}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m checkpoints_tools.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m checkpoints_tools.evaluate", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--hf", type=Path, help="an exported Hugging Face folder (to_hf output)")
@@ -115,10 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="torch device of the model (default: cuda when available, else cpu)")
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="dtype of the model (default fp32)")
     parser.add_argument("--engine", choices=ENGINES, default="transformers", help="generation engine (vllm: untested)")
-    parser.add_argument("--max-new-tokens", type=int, help="tokens per answer (default: 32 multiple choice, 128 grounding, else 64)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, help="tokens per answer (default: 32 multiple choice, 128 grounding, else 64)"
+    )
     defaults = PromptSettings()
-    parser.add_argument("--vqa-suffix", default=defaults.vqa_suffix, help=f"appended to open VQA questions (default {defaults.vqa_suffix!r})")
-    parser.add_argument("--grounding-prompt", default=defaults.grounding_prompt, help="grounding prompt template with {query}")
+    parser.add_argument(
+        "--vqa-suffix", default=defaults.vqa_suffix, help=f"appended to open VQA questions (default {defaults.vqa_suffix!r})"
+    )
+    parser.add_argument(
+        "--grounding-prompt", default=defaults.grounding_prompt, help="grounding prompt template with {query}"
+    )
     parser.add_argument("--caption-prompt", default=defaults.caption_prompt, help="prompt of caption records")
     parser.add_argument("--out", type=Path, help="write the results (scores, categories, every prediction) here as JSON")
     return parser
@@ -141,7 +153,9 @@ def run(args: argparse.Namespace) -> int:
     options = dict(
         metrics=_metrics(args), limit=args.limit, batch_size=args.batch_size, workers=args.workers, device=args.device,
         dtype=args.dtype, engine=args.engine, max_new_tokens=args.max_new_tokens,
-        prompts=PromptSettings(vqa_suffix=args.vqa_suffix, grounding_prompt=args.grounding_prompt, caption_prompt=args.caption_prompt),
+        prompts=PromptSettings(
+            vqa_suffix=args.vqa_suffix, grounding_prompt=args.grounding_prompt, caption_prompt=args.caption_prompt
+        ),
     )
     if args.hf is not None:
         results = evaluate_folder(args.hf, args.files, **options)

@@ -131,7 +131,8 @@ class InputBuilder:
         then ``prompt``, or (``chat=False``) the images then ``prompt`` as in a pre-training document."""
         if not chat:
             return PRETRAINING_IMAGE * num_images + prompt
-        return self.tokenizer.apply_chat_template(chat_messages(prompt, num_images), add_generation_prompt=True, tokenize=False)
+        messages = chat_messages(prompt, num_images)
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def __call__(
         self, images: list[list[Image.Image]], prompts: list[str], *, chat: bool = True
@@ -162,7 +163,8 @@ class InputBuilder:
 
 
 def _expand_image_pads(texts: list[str], merged: list[int]) -> list[str]:
-    """Each ``<|image_pad|>`` of ``texts``, in order, repeated once per merged patch of its image (as the processor does)."""
+    """Each ``<|image_pad|>`` of ``texts``, in order, repeated once per merged patch of its image (as the processor
+    does)."""
     counts = iter(merged)
     expanded = []
     for text in texts:

@@ -60,8 +60,8 @@ def read_benchmark(
     metric = metric or infer_metric(path)
     allowed = TSV_METRICS if path.suffix == ".tsv" else JSONL_METRICS
     if metric not in allowed:
-        known = f"metric {metric!r} does not apply to a {path.suffix} file" if metric in METRICS else f"unknown metric {metric!r}"
-        raise ValueError(f"{path}: {known}; choose one of {list(allowed)}")
+        problem = f"metric {metric!r} does not apply to a {path.suffix} file" if metric in METRICS else None
+        raise ValueError(f"{path}: {problem or f'unknown metric {metric!r}'}; choose one of {list(allowed)}")
     if path.suffix == ".tsv":
         rows = read_tsv_benchmark(path, metric, limit=limit, vqa_suffix=prompts.vqa_suffix)
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from checkpoints_tools.benchmark_scoring.benchmark_rows import GROUNDING, Benchmark
 
 
@@ -37,14 +39,15 @@ def score_table(results: list[dict]) -> str:
     """One line per file (category ``(all)``) and per category of it: rows and score."""
     lines = [("file", "metric", "category", "rows", "score")]
     for result in results:
-        name = result["path"].rsplit("/", 1)[-1]
+        name = Path(result["path"]).name
         score = f"{result['score']:.4f}" + (f" (mean IoU {result['mean_iou']:.4f})" if "mean_iou" in result else "")
         lines.append((name, result["metric"], "(all)", str(result["rows"]), score))
         for category, values in result["categories"].items():
             lines.append(("", "", category, str(values["rows"]), f"{values['score']:.4f}"))
     widths = [max(len(line[column]) for line in lines) for column in range(4)]
-    return "\n".join(
-        "  ".join(cell.ljust(width) if column != 3 else cell.rjust(width) for column, (cell, width) in enumerate(zip(line, widths)))
-        + "  " + line[4]
-        for line in lines
-    )
+    formatted = []
+    for line in lines:
+        cells = [cell.rjust(width) if column == 3 else cell.ljust(width)
+                 for column, (cell, width) in enumerate(zip(line, widths))]
+        formatted.append("  ".join(cells + [line[4]]))
+    return "\n".join(formatted)

@@ -114,7 +114,9 @@ def read_tsv_benchmark(path: Path, metric: str, *, limit: int | None, vqa_suffix
         if metric == MULTIPLE_CHOICE:
             options = {letter: record[letter] for letter in letters if record.get(letter)}
             if len(options) < 2:
-                raise row_error(path, index, f"has {len(options)} option(s) {sorted(options)}; a multiple-choice row needs two or more")
+                raise row_error(
+                    path, index, f"has {len(options)} option(s) {sorted(options)}; a multiple-choice row needs two or more"
+                )
             if answer not in options:
                 raise row_error(path, index, f"answer {answer!r} is not one of its option letters {sorted(options)}")
             prompt, answers = multiple_choice_prompt(question, options, record.get("hint") or ""), (answer,)

@@ -22,7 +22,9 @@ class VLLMGenerator:
         try:
             from vllm import LLM
         except ImportError as error:
-            raise ValueError(f"--engine vllm needs vLLM, which does not import here ({error}); use --engine transformers") from None
+            raise ValueError(
+                f"--engine vllm needs vLLM, which does not import here ({error}); use --engine transformers"
+            ) from None
         self.inputs = InputBuilder(hf_dir)
         self.image_settings = self.inputs.image_settings
         self.llm = LLM(model=str(hf_dir), dtype=VLLM_DTYPES[dtype], limit_mm_per_prompt={"image": max_images_per_row})
