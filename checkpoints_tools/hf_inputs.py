@@ -144,7 +144,9 @@ class InputBuilder:
         texts = [self.prompt_text(prompt, len(row), chat=chat) for row, prompt in zip(images, prompts)]
         flat = [image for row in images for image in row]
         if self.processor is not None:
-            return dict(self.processor(text=texts, images=flat or None, padding=True, return_tensors="pt"))
+            return dict(self.processor(
+                text=texts, images=flat or None, padding=True, padding_side="left", return_tensors="pt"
+            ))
         inputs = {}
         if flat:
             pixels = self.image_processor(images=flat, return_tensors="pt")
