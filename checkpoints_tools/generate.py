@@ -40,22 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 def generate(hf_dir: Path, image, prompt: str, max_new_tokens: int, *, chat: bool = True) -> tuple[str, int, str]:
     """The greedy continuation of one chat turn (or, ``chat=False``, of the image and ``prompt`` alone), how many
     tokens it has, and which processor route built the inputs."""
-    import torch
-    from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+    from checkpoints_tools.batched_generation import BatchedGenerator
 
-    from checkpoints_tools.hf_inputs import multimodal_inputs
-    from megatron_vl.progress import quiet_transformers_bars
-
-    quiet_transformers_bars()
-    if not (hf_dir / "config.json").is_file():
-        raise ValueError(f"{hf_dir} has no config.json: pass a folder written by checkpoints_tools.to_hf")
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
-    inputs, route = multimodal_inputs(hf_dir, image, prompt, chat=chat)
-    with torch.no_grad():
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    new_tokens = output[0, inputs["input_ids"].shape[1]:]
-    text = AutoTokenizer.from_pretrained(str(hf_dir)).decode(new_tokens, skip_special_tokens=True)
-    return text, len(new_tokens), route
+    generator = BatchedGenerator(hf_dir)
+    generated = generator.generate([[image]], [prompt], max_new_tokens=max_new_tokens, chat=chat)[0]
+    return generated.text, generated.tokens, generator.inputs.route
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,9 @@ processor does: each ``<|image_pad|>`` becomes one per merged patch of its image
 A folder without a chat template or without ``preprocessor_config.json`` (a hub checkpoint assembled by hand,
 an older export) still works: ours are used for what it lacks (our chat template, the given image settings),
 and the route says so.
+
+``InputBuilder`` loads the processor once and builds batches of rows, each with any number of images, padded on
+the left for generation; ``multimodal_inputs`` is one row of it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from PIL import Image, ImageDraw
 from checkpoints_tools.chat_template import CHAT_TEMPLATE
 from checkpoints_tools.hf_folder_files import CHAT_TEMPLATE_FILE, PREPROCESSOR_CONFIG_FILE
 from megatron_vl.data.images import ImageSettings
-from megatron_vl.models.hf_config import to_hf_preprocessor_config
+from megatron_vl.models.hf_config import image_settings_from_hf, to_hf_preprocessor_config
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
@@ -45,8 +48,9 @@ def draw_image(width: int, height: int, seed: int) -> Image.Image:
     return image
 
 
-def chat_messages(prompt: str) -> list[dict]:
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+def chat_messages(prompt: str, num_images: int = 1) -> list[dict]:
+    """One user turn: ``num_images`` images, then ``prompt``."""
+    return [{"role": "user", "content": [{"type": "image"}] * num_images + [{"type": "text", "text": prompt}]}]
 
 
 def _has_chat_template(hf_dir: Path) -> bool:
@@ -94,6 +98,82 @@ def load_processor(hf_dir: str | Path):
 
 PRETRAINING_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 """An image as pre-training documents hold it, without a chat turn around it."""
+IMAGE_PAD = "<|image_pad|>"
+
+
+class InputBuilder:
+    """The folder's processor (or tokenizer + image processor), loaded once, building left-padded batches.
+
+    ``route`` says which processor route builds the inputs (naming anything of ours it uses) and
+    ``image_settings`` are the pixel limits its image processor resizes with (``smart_resize``'s settings).
+    """
+
+    def __init__(self, hf_dir: str | Path, *, fallback_image_settings: ImageSettings = ImageSettings()) -> None:
+        from transformers import AutoImageProcessor, AutoTokenizer
+
+        with processor_folder(hf_dir, fallback_image_settings) as (folder, notes):
+            self.processor = load_processor(folder)
+            if self.processor is None:
+                self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+                self.image_processor = AutoImageProcessor.from_pretrained(str(folder))
+                self.route = "AutoTokenizer + AutoImageProcessor (no torchvision for AutoProcessor)"
+            else:
+                self.tokenizer, self.image_processor = self.processor.tokenizer, self.processor.image_processor
+                self.route = "AutoProcessor"
+            self.image_settings = image_settings_from_hf(json.loads((folder / PREPROCESSOR_CONFIG_FILE).read_text()))
+        if notes:
+            self.route = f"{self.route}, with {' and '.join(notes)}"
+        # Generation continues every row from its last token, so the shorter prompts are padded on the left.
+        self.tokenizer.padding_side = "left"
+
+    def prompt_text(self, prompt: str, num_images: int, *, chat: bool = True) -> str:
+        """The text of one row before image placeholders are expanded: a chat turn with ``num_images`` images
+        then ``prompt``, or (``chat=False``) the images then ``prompt`` as in a pre-training document."""
+        if not chat:
+            return PRETRAINING_IMAGE * num_images + prompt
+        messages = chat_messages(prompt, num_images)
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def __call__(
+        self, images: list[list[Image.Image]], prompts: list[str], *, chat: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """The processor's outputs (``input_ids``, ``attention_mask``, ``mm_token_type_ids``, ``pixel_values``,
+        ``image_grid_thw``) for a batch of rows, row i being ``images[i]`` then ``prompts[i]``."""
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} rows of images but {len(prompts)} prompts; give one prompt per row")
+        texts = [self.prompt_text(prompt, len(row), chat=chat) for row, prompt in zip(images, prompts)]
+        flat = [image for row in images for image in row]
+        if self.processor is not None:
+            return dict(self.processor(
+                text=texts, images=flat or None, padding=True, padding_side="left", return_tensors="pt"
+            ))
+        inputs = {}
+        if flat:
+            pixels = self.image_processor(images=flat, return_tensors="pt")
+            merged = (pixels["image_grid_thw"].prod(dim=1) // self.image_processor.merge_size**2).tolist()
+            texts = _expand_image_pads(texts, merged)
+            inputs = {"pixel_values": pixels["pixel_values"], "image_grid_thw": pixels["image_grid_thw"]}
+        encoded = self.tokenizer(texts, padding=True, return_tensors="pt")
+        image_token = self.tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+        return {
+            "input_ids": encoded["input_ids"],
+            "attention_mask": encoded["attention_mask"],
+            # The processor marks image tokens 1 (video 2): the model's M-RoPE positions are computed from it.
+            "mm_token_type_ids": (encoded["input_ids"] == image_token).int(),
+            **inputs,
+        }
+
+
+def _expand_image_pads(texts: list[str], merged: list[int]) -> list[str]:
+    """Each ``<|image_pad|>`` of ``texts``, in order, repeated once per merged patch of its image (as the processor
+    does)."""
+    counts = iter(merged)
+    expanded = []
+    for text in texts:
+        parts = text.split(IMAGE_PAD)
+        expanded.append(parts[0] + "".join(IMAGE_PAD * next(counts) + part for part in parts[1:]))
+    assert next(counts, None) is None, "every image has one <|image_pad|> in the texts"
+    return expanded
 
 
 def multimodal_inputs(
@@ -104,45 +184,8 @@ def multimodal_inputs(
     chat: bool = True,
     fallback_image_settings: ImageSettings = ImageSettings(),
 ) -> tuple[dict[str, torch.Tensor], str]:
-    """The processor's outputs (``input_ids``, ``attention_mask``, ``mm_token_type_ids``, ``pixel_values``,
-    ``image_grid_thw``) for one chat turn with ``image`` (or, with ``chat=False``, the image followed by
+    """The processor's outputs for one chat turn with ``image`` (or, with ``chat=False``, the image followed by
     ``prompt`` as in a pre-training document), and which route built them (naming anything of ours it used;
     ``fallback_image_settings`` stand in for a missing preprocessor config)."""
-    with processor_folder(hf_dir, fallback_image_settings) as (folder, notes):
-        inputs, route = _processor_inputs(folder, image, prompt, chat)
-    if notes:
-        route = f"{route}, with {' and '.join(notes)}"
-    return inputs, route
-
-
-def _processor_inputs(hf_dir: Path, image: Image.Image, prompt: str, chat: bool) -> tuple[dict[str, torch.Tensor], str]:
-    processor = load_processor(hf_dir)
-    if processor is not None:
-        text = _prompt_text(processor, prompt, chat)
-        inputs = processor(text=[text], images=[image], return_tensors="pt")
-        return dict(inputs), "AutoProcessor"
-    from transformers import AutoImageProcessor, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
-    image_processor = AutoImageProcessor.from_pretrained(str(hf_dir))
-    pixels = image_processor(images=[image], return_tensors="pt")
-    text = _prompt_text(tokenizer, prompt, chat)
-    merged = int(pixels["image_grid_thw"][0].prod()) // image_processor.merge_size**2
-    text = text.replace("<|image_pad|>", "<|image_pad|>" * merged, 1)
-    encoded = tokenizer([text], return_tensors="pt")
-    image_token = tokenizer.convert_tokens_to_ids("<|image_pad|>")
-    inputs = {
-        "input_ids": encoded["input_ids"],
-        "attention_mask": encoded["attention_mask"],
-        # The processor marks image tokens 1 (video 2): the model's M-RoPE positions are computed from it.
-        "mm_token_type_ids": (encoded["input_ids"] == image_token).int(),
-        "pixel_values": pixels["pixel_values"],
-        "image_grid_thw": pixels["image_grid_thw"],
-    }
-    return inputs, "AutoTokenizer + AutoImageProcessor (no torchvision for AutoProcessor)"
-
-
-def _prompt_text(templater, prompt: str, chat: bool) -> str:
-    if not chat:
-        return PRETRAINING_IMAGE + prompt
-    return templater.apply_chat_template(chat_messages(prompt), add_generation_prompt=True, tokenize=False)
+    builder = InputBuilder(hf_dir, fallback_image_settings=fallback_image_settings)
+    return builder([[image]], [prompt], chat=chat), builder.route
