@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
+import torch
+
 from data_prep.ingest.image_dedup import perceptual_hash
 from data_prep.ingest.png_writer import encode_png
 from data_prep.ingest.raw_schema import (
@@ -107,6 +109,9 @@ def init_worker(settings: BuildSettings) -> None:
     """Pool initializer: the settings every ``process_item`` call in this process uses."""
     global _settings
     _settings = settings
+    # One worker per core: torch's own threads (video frame resizing) would only compete with the other
+    # workers, and a forked worker that inherits a parent's busy thread pool can wait on it forever.
+    torch.set_num_threads(1)
 
 
 def process_item(item: WorkItem) -> BuiltSample | Reject:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+
 import numpy as np
 
 from data_prep.ingest.png_writer import encode_png
@@ -26,7 +27,9 @@ from data_prep.ingest.rejects import RejectReason
 from data_prep.ingest.video_decoding import decode_frames, stream_info
 from data_prep.sample_shards.sample_meta import SampleVideo
 from megatron_vl.data.images import load_image
-from megatron_vl.data.videos import VideoSettings, resize_frames, sample_frame_indices, sampled_fps, video_frame_size
+from megatron_vl.data.videos import (
+    VideoSettings, resize_frames, sample_frame_indices, sampled_fps, video_frame_size,
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -104,7 +107,7 @@ def _store_frames(
         except Exception as error:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError, ...)
             raise RejectError(RejectReason.UNREADABLE_VIDEO,
                               f"video {where}: frame {name} cannot be decoded ({type(error).__name__}: {error})") from None
-        encoder.add(np.asarray(picture), f"frame {name}")
+        encoder.add(np.array(picture), f"frame {name}")
     (orig_height, orig_width), (height, width) = encoder.sizes
     meta = SampleVideo(
         num_frames=len(names), height=height, width=width, orig_height=orig_height, orig_width=orig_width,
