@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from data_prep.ingest import command as ingest
+from data_prep.merge import merge_ingested
 from data_prep.sample_shards.manifest import IngestManifest, load_manifest
 from data_prep.sample_shards.sample_meta import VIDEO_FRAME_MEMBER, SampleMeta, SampleVideo
 from data_prep.webdataset_tar import iter_keyed_members
@@ -288,3 +289,15 @@ def test_every_video_reject_reason_is_logged_and_counted_and_no_good_record_is_l
     summary = capsys.readouterr().out
     assert f"ingested 4 of {len(BAD_VIDEO_LINES)} documents (0 images, 3 videos)" in summary
     assert all(reason in summary for reason in VIDEO_REJECTS)
+
+
+def test_merge_refuses_outputs_ingested_with_other_video_settings(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_jsonl(raw / "text.jsonl", [{"kind": "text", "text": "Hello."}])
+    for name, fps in (("a", 2), ("b", 2), ("c", 1)):
+        run_ingest("--input", raw / "text.jsonl", "--out", tmp_path / name, "--workers", 1, "--video-fps", fps)
+    merged = json.loads(merge_ingested([tmp_path / "a", tmp_path / "b"]).manifest_text)
+    assert merged["video_settings"] == VideoSettings().to_dict()
+    with pytest.raises(ValueError, match="ingested with another video_settings"):
+        merge_ingested([tmp_path / "a", tmp_path / "c"])
