@@ -13,8 +13,8 @@
    document): ingest + pack throughput of one process with one worker (documents/s, images/s, tokens/s per
    core), the same data as 2 partitions run side by side (``--partition 0/2`` and ``1/2``) against 1, and
    the node-hours the whole curriculum's preparation would take on 64-core nodes at those rates.
-5. Videos, on a synthetic natural-looking clip (moving gradients and shapes with sensor noise, 448x448 at
-   30 fps, H.264 at crf 18): ingest's path (decode, keep 2 frames per second, resize, store as PNG) against
+5. Videos, on a synthetic natural-looking clip (moving gradients and shapes with sensor noise, 480x480 at
+   30 fps, H.264 at crf 18): ingest's path (decode, keep 2 frames per second, resize to 476x476, store as PNG) against
    plain PyAV decoding of the same file (one thread each: per core); the bytes per video-second of the kept
    frames stored as our PNGs, as H.264 at crf 18, as lossless H.264 (libx264rgb -qp 0) and as raw uint8; and
    the loader's decoding cost per video-second of PNG frames against H.264.
@@ -366,7 +366,7 @@ def decode_clip(data: bytes) -> int:
 
 def video_storage(seconds: int) -> dict:
     """Ingest's cost and the stored size and decoding cost of the kept frames, per video-second."""
-    source_fps, side = 30, 448
+    source_fps, side = 30, 480
     source = encode_clip(natural_clip(seconds, source_fps, side), source_fps, "libx264", {"crf": "18"})
     item = WorkItem(source={"tar": "clips.tar", "key": "clip"}, members={"mp4": source})
     settings = VideoSettings()
@@ -394,7 +394,7 @@ def video_storage(seconds: int) -> dict:
 def video_section(args) -> None:
     result = video_storage(args.video_seconds)
     meta, timings, seconds = result["meta"], result["timings"], result["seconds"]
-    print(f"\n5. video: a {seconds} s synthetic clip, {result['source_frames']} frames of 448x448 at 30 fps "
+    print(f"\n5. video: a {seconds} s synthetic clip, {result['source_frames']} frames of 480x480 at 30 fps "
           f"(H.264 crf 18, {result['source_bytes'] / seconds / 1e3:.0f} kB per second), {meta.num_frames} frames kept "
           f"({meta.fps:g} fps, {meta.width}x{meta.height}); one thread")
     print(f"{'ingest step':<44}{'seconds':>9}{'source frames/s':>17}{'kept frames/s':>15}")

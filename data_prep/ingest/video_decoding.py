@@ -28,6 +28,9 @@ class VideoStreamInfo:
     """Frames the container says the stream holds (0: it does not say); decoding may find another count."""
     fps: float
     """The stream's average frame rate (frames per second)."""
+    claimed_seconds: float
+    """The length the container states (from the frame count, else the stream's or the file's duration; 0:
+    none), to refuse a video that is too long before decoding it."""
 
 
 @contextlib.contextmanager
@@ -53,7 +56,13 @@ def stream_info(data: bytes, reference: str) -> VideoStreamInfo:
         rate = stream.average_rate or stream.guessed_rate
         if not rate or rate <= 0:
             raise RejectError(RejectReason.UNREADABLE_VIDEO, f"video {reference}: the stream has no frame rate")
-        return VideoStreamInfo(claimed_frames=stream.frames, fps=float(rate))
+        if stream.frames:
+            seconds = stream.frames / float(rate)
+        elif stream.duration is not None and stream.time_base is not None:
+            seconds = float(stream.duration * stream.time_base)
+        else:
+            seconds = max(stream.container.duration or 0, 0) / av.time_base
+        return VideoStreamInfo(claimed_frames=stream.frames, fps=float(rate), claimed_seconds=seconds)
 
 
 def decode_frames(data: bytes, reference: str, keep: Callable[[int], bool]) -> Iterator[tuple[int, np.ndarray | None]]:

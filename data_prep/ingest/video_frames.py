@@ -42,7 +42,9 @@ class StoredVideo:
     """The kept frames, resized, as PNG, in order."""
 
 
-def store_video(reference: VideoReference, item: WorkItem, settings: VideoSettings, png_compression: int) -> StoredVideo:
+def store_video(
+    reference: VideoReference, item: WorkItem, settings: VideoSettings, png_compression: int,
+) -> StoredVideo:
     """Load, sample, resize and encode a referenced video; raises RejectError."""
     if reference.is_file:
         return _store_file(item.read_video(reference.source), reference.source, settings, png_compression)
@@ -52,7 +54,7 @@ def store_video(reference: VideoReference, item: WorkItem, settings: VideoSettin
 
 def _store_file(data: bytes, name: str, settings: VideoSettings, png_compression: int) -> StoredVideo:
     info = stream_info(data, name)
-    _check_seconds(info.claimed_frames / info.fps, name, settings)
+    _check_seconds(info.claimed_seconds, name, settings)
     total, pngs, size = _sample_pass(data, name, info.claimed_frames, info.fps, settings, png_compression)
     if total != info.claimed_frames:
         decoded, pngs, size = _sample_pass(data, name, total, info.fps, settings, png_compression)
@@ -94,8 +96,9 @@ def _store_frames(
         raise RejectError(RejectReason.NO_VIDEO_FRAMES, f"video {where}: {len(names)} frames, "
                                                         f"at least {settings.temporal_patch_size} are needed")
     if len(names) > settings.max_frames:
-        raise RejectError(RejectReason.VIDEO_TOO_LONG, f"video {where}: {len(names)} frames, more than "
-                                                       f"--video-max-frames {settings.max_frames}; sample it more sparsely")
+        raise RejectError(RejectReason.VIDEO_TOO_LONG,
+                          f"video {where}: {len(names)} frames, more than --video-max-frames {settings.max_frames}; "
+                          "sample it more sparsely")
     _check_seconds(len(names) / reference.fps, where, settings)
     encoder = _FrameEncoder(len(names), where, settings, png_compression)
     digest = hashlib.sha256()
@@ -105,8 +108,10 @@ def _store_frames(
         try:
             picture = load_image(data)
         except Exception as error:  # PIL raises many types (OSError, SyntaxError, DecompressionBombError, ...)
-            raise RejectError(RejectReason.UNREADABLE_VIDEO,
-                              f"video {where}: frame {name} cannot be decoded ({type(error).__name__}: {error})") from None
+            raise RejectError(
+                RejectReason.UNREADABLE_VIDEO,
+                f"video {where}: frame {name} cannot be decoded ({type(error).__name__}: {error})",
+            ) from None
         encoder.add(np.array(picture), f"frame {name}")
     (orig_height, orig_width), (height, width) = encoder.sizes
     meta = SampleVideo(
@@ -118,8 +123,9 @@ def _store_frames(
 
 def _check_seconds(seconds: float, where: str, settings: VideoSettings) -> None:
     if seconds > settings.max_seconds:
-        raise RejectError(RejectReason.VIDEO_TOO_LONG, f"video {where}: {seconds:.1f} seconds, longer than "
-                                                       f"--video-max-seconds {settings.max_seconds:g} (refused, not cut)")
+        raise RejectError(RejectReason.VIDEO_TOO_LONG,
+                          f"video {where}: {seconds:.1f} seconds, longer than --video-max-seconds "
+                          f"{settings.max_seconds:g} (refused, not cut)")
 
 
 class _FrameEncoder:
@@ -139,7 +145,8 @@ class _FrameEncoder:
                 raise RejectError(RejectReason.BAD_ASPECT_RATIO, f"video {self.where}: {error}") from None
         elif original != self.sizes[0]:
             (height, width), (first_height, first_width) = original, self.sizes[0]
-            raise RejectError(RejectReason.MIXED_FRAME_SIZES, f"video {self.where}: {label} is {width}x{height}, "
-                                                              f"the first frame {first_width}x{first_height} (width x height)")
+            raise RejectError(RejectReason.MIXED_FRAME_SIZES,
+                              f"video {self.where}: {label} is {width}x{height}, the first frame "
+                              f"{first_width}x{first_height} (width x height)")
         resized = resize_frames(frame[None], self.sizes[1])[0]
         self.pngs.append(encode_png(resized, self.png_compression))

@@ -241,6 +241,7 @@ BAD_VIDEO_LINES = [
     ({"kind": "video_caption", "video": ["frames/000.png"], "caption": "x"}, "no_video_frames"),
     ({"kind": "video_caption", "video": "mixed/", "caption": "x"}, "mixed_frame_sizes"),
     ({"kind": "video_caption", "video": "long.mp4", "caption": "x"}, "video_too_long"),
+    ({"kind": "video_caption", "video": "long.mkv", "caption": "x"}, "video_too_long"),
     ({"kind": "video_caption", "video": "frames/", "fps": 0.5, "caption": "x"}, "video_too_long"),
     ({"kind": "video_caption", "video": "many/", "caption": "x"}, "video_too_long"),
     ({"kind": "video_grounding", "video": "good.mp4", "query": "q", "spans": [[1, 3.5]]}, "span_outside_video"),
@@ -257,6 +258,7 @@ def test_every_video_reject_reason_is_logged_and_counted_and_no_good_record_is_l
     raw.mkdir()
     encode_video(raw / "good.mp4", frames=30, fps=10)
     encode_video(raw / "long.mp4", frames=24, fps=2)  # 12 s, over --video-max-seconds 10
+    encode_video(raw / "long.mkv", frames=24, fps=2, codec="mpeg4", container="matroska")  # no frame count: its duration
     encode_video(raw / "one_frame.mp4", frames=1, fps=10)
     complete = (raw / "good.mp4").read_bytes()
     (raw / "half.mp4").write_bytes(complete[: len(complete) // 2])  # its index (moov) is at the end: lost
