@@ -25,6 +25,7 @@ setup(
         "fsspec>=2024.6",
         "webdataset>=0.2.100",
         "braceexpand>=0.1.7",
+        "av>=14",  # PyAV: ingest decodes video files with it
     ],
     extras_require={
         "gpu": ["transformer-engine[pytorch]>=2.0", "flash-attn>=2.6"],

@@ -13,6 +13,11 @@
    document): ingest + pack throughput of one process with one worker (documents/s, images/s, tokens/s per
    core), the same data as 2 partitions run side by side (``--partition 0/2`` and ``1/2``) against 1, and
    the node-hours the whole curriculum's preparation would take on 64-core nodes at those rates.
+5. Videos, on a synthetic natural-looking clip (moving gradients and shapes with sensor noise, 480x480 at
+   30 fps, H.264 at crf 18): ingest's path (decode, keep 2 frames per second, resize to 476x476, store as PNG) against
+   plain PyAV decoding of the same file (one thread each: per core); the bytes per video-second of the kept
+   frames stored as our PNGs, as H.264 at crf 18, as lossless H.264 (libx264rgb -qp 0) and as raw uint8; and
+   the loader's decoding cost per video-second of PNG frames against H.264.
 
 Run by hand: ``python benchmarks/data_prep.py`` (about a minute); see --help for sizes.
 """
@@ -20,6 +25,7 @@ Run by hand: ``python benchmarks/data_prep.py`` (about a minute); see --help for
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -27,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -35,10 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data_prep import train_tokenizer  # noqa: E402
 from data_prep.demo import command as demo_corpus  # noqa: E402
 from data_prep.ingest import command as ingest  # noqa: E402
+from data_prep.ingest.raw_schema import VideoReference  # noqa: E402
+from data_prep.ingest.raw_sources import WorkItem  # noqa: E402
+from data_prep.ingest.video_frames import store_video  # noqa: E402
 from data_prep.pack import command as pack  # noqa: E402
 from data_prep.pack.plan_sequences import plan_sequences, token_utilisation  # noqa: E402
 from megatron_vl.data.images import ImageSettings, patchify, resize_image  # noqa: E402
 from megatron_vl.data.packed_manifest import PackedManifest  # noqa: E402
+from megatron_vl.data.videos import VideoSettings  # noqa: E402
 
 TARGET_UTILISATION = 0.99
 TARGET_PREPROCESSING_SPEEDUP = 2.0
@@ -252,7 +263,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes for the multi-process throughput rows")
     parser.add_argument("--images", type=int, default=12, help="photos for the preprocessing comparison")
     parser.add_argument("--jpeg-documents", type=int, default=400, help="documents of the JPEG corpus for section 4")
-    parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3, 4], help="which sections to run")
+    parser.add_argument("--video-seconds", type=int, default=10, help="length of the synthetic clip of section 5")
+    parser.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="which sections to run")
     args = parser.parse_args()
 
     if 1 in args.sections:
@@ -263,6 +275,8 @@ def main() -> None:
         preprocessing_section(args)
     if 4 in args.sections:
         scale_out_section(args)
+    if 5 in args.sections:
+        video_section(args)
 
 
 def packing_section(args) -> None:
@@ -309,6 +323,92 @@ def scale_out_section(args) -> None:
           f"{NODE_CORES} = {hours['ingest_node_hours']:,.0f} node-hours of ingest; {CURRICULUM_TOKENS:.2e} tokens / "
           f"{hours['tokens_per_core_second']:,.0f} tokens/s/core / 3600 / {NODE_CORES} = "
           f"{hours['pack_node_hours']:,.0f} node-hours of pack")
+
+
+def natural_clip(seconds: int, fps: int, side: int) -> list[np.ndarray]:
+    """Frames of a camera-like clip: drifting colour gradients, moving discs and sensor noise."""
+    rng = np.random.default_rng(0)
+    grid = np.linspace(0, 1, side, dtype=np.float32)
+    discs = [(rng.random(2) * side, (rng.random(2) - 0.5) * 6, rng.integers(20, 70), rng.integers(0, 256, 3))
+             for _ in range(6)]
+    rows, columns = np.mgrid[0:side, 0:side]
+    frames = []
+    for index in range(seconds * fps):
+        phase = index / fps
+        pixels = np.stack([np.outer(np.sin(grid * 3 + phase * 0.7 + c), np.cos(grid * 2 - phase * 0.5))
+                           for c in range(3)], axis=-1) * 90 + 128
+        for (start, velocity, radius, colour) in discs:
+            y, x = (start + velocity * index) % side
+            pixels[(rows - y) ** 2 + (columns - x) ** 2 < radius ** 2] = colour
+        pixels += rng.normal(0, 3, pixels.shape)
+        frames.append(np.clip(pixels, 0, 255).astype(np.uint8))
+    return frames
+
+
+def encode_clip(frames: list[np.ndarray], fps: int, codec: str, options: dict) -> bytes:
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as output:
+        stream = output.add_stream(codec, rate=fps, options=options)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "rgb24" if codec == "libx264rgb" else "yuv420p"
+        for pixels in frames:
+            output.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        output.mux(stream.encode())
+    return buffer.getvalue()
+
+
+def decode_clip(data: bytes) -> int:
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        stream.thread_count = 1
+        return sum(1 for _ in container.decode(stream))
+
+
+def video_storage(seconds: int) -> dict:
+    """Ingest's cost and the stored size and decoding cost of the kept frames, per video-second."""
+    source_fps, side = 30, 480
+    source = encode_clip(natural_clip(seconds, source_fps, side), source_fps, "libx264", {"crf": "18"})
+    item = WorkItem(source={"tar": "clips.tar", "key": "clip"}, members={"mp4": source})
+    settings = VideoSettings()
+    stored = None
+
+    def ours():
+        nonlocal stored
+        stored = store_video(VideoReference(source="mp4", fps=2.0), item, settings, png_compression=1)
+
+    timings = {"ours": best_of(ours), "pyav": best_of(lambda: decode_clip(source))}
+    kept = [np.asarray(Image.open(io.BytesIO(png)).convert("RGB")) for png in stored.pngs]
+    kept_fps = round(stored.meta.fps)
+    crf18 = encode_clip(kept, kept_fps, "libx264", {"crf": "18"})
+    lossless = encode_clip(kept, kept_fps, "libx264rgb", {"qp": "0"})
+    sizes = {"PNG frames (ours)": sum(map(len, stored.pngs)), "H.264 crf 18": len(crf18),
+             "H.264 lossless (libx264rgb -qp 0)": len(lossless), "raw uint8": sum(frame.nbytes for frame in kept)}
+    loads = {"PNG frames (ours)": best_of(lambda: [np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+                                                   for png in stored.pngs]),
+             "H.264 crf 18": best_of(lambda: decode_clip(crf18)),
+             "H.264 lossless (libx264rgb -qp 0)": best_of(lambda: decode_clip(lossless))}
+    return dict(seconds=seconds, source_frames=seconds * source_fps, source_bytes=len(source), meta=stored.meta,
+                timings=timings, sizes=sizes, loads=loads)
+
+
+def video_section(args) -> None:
+    result = video_storage(args.video_seconds)
+    meta, timings, seconds = result["meta"], result["timings"], result["seconds"]
+    print(f"\n5. video: a {seconds} s synthetic clip, {result['source_frames']} frames of 480x480 at 30 fps "
+          f"(H.264 crf 18, {result['source_bytes'] / seconds / 1e3:.0f} kB per second), {meta.num_frames} frames kept "
+          f"({meta.fps:g} fps, {meta.width}x{meta.height}); one thread")
+    print(f"{'ingest step':<44}{'seconds':>9}{'source frames/s':>17}{'kept frames/s':>15}")
+    print(f"{'plain PyAV decoding of every frame':<44}{timings['pyav']:>9.3f}"
+          f"{result['source_frames'] / timings['pyav']:>17.0f}{'':>15}")
+    print(f"{'ours: decode, keep, resize, PNG-encode':<44}{timings['ours']:>9.3f}"
+          f"{result['source_frames'] / timings['ours']:>17.0f}{meta.num_frames / timings['ours']:>15.1f}")
+    print(f"ours / plain decoding: {timings['ours'] / timings['pyav']:.2f}x the time")
+    print(f"{'kept frames stored as':<44}{'kB per video-s':>15}{'vs PNG':>8}{'load ms per video-s':>21}")
+    png_size = result["sizes"]["PNG frames (ours)"]
+    for name, size in result["sizes"].items():
+        load = result["loads"].get(name)
+        load_text = f"{load / seconds * 1e3:>21.2f}" if load is not None else f"{'(no decoding)':>21}"
+        print(f"{name:<44}{size / seconds / 1e3:>15.1f}{size / png_size:>7.2f}x{load_text}")
 
 
 if __name__ == "__main__":

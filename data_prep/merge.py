@@ -156,7 +156,7 @@ def merge_ingested(folders: list[Path]) -> Merge:
         if manifest.dedup.pending:
             raise ValueError(f"{folder} still holds its duplicates across partitions: run dedup-plan and dedup-apply, "
                              "and merge dedup-apply's output")
-        for name in ("image_settings", "dedup", "png_compression"):
+        for name in ("image_settings", "video_settings", "dedup", "png_compression"):
             if getattr(manifest, name) != getattr(first, name):
                 raise ValueError(f"{folder} was ingested with another {name} than {folders[0]}; re-ingest it")
     shards, links = [], []
@@ -175,6 +175,7 @@ def merge_ingested(folders: list[Path]) -> Merge:
         num_images=sum(manifest.num_images for manifest in manifests),
         kinds={kind: kinds[kind] for kind in KINDS if kinds[kind]},
         image_settings=first.image_settings,
+        video_settings=first.video_settings,
         shards=shards,
         rejects=dict(sorted(rejects.items())),
         num_rejected=sum(rejects.values()),

@@ -8,7 +8,10 @@ are decoded, EXIF-rotated, converted to RGB and resized as Qwen2VLImageProcessor
 losslessly; grounding and OCR boxes are rewritten in pixels of the resized image. Every bad
 document is skipped with a line in the reject log (its file and line, or tar and key, and why);
 the summary counts documents per kind and rejects per reason. Output is identical whatever the
-number of workers. The raw schema of each kind is in the README ("Data preparation").
+number of workers. Videos (files decoded with PyAV, or folders of frames) are sampled and resized as
+Qwen2VLVideoProcessor does and their kept frames stored losslessly, one PNG per frame; a video longer
+than --video-max-seconds is refused, not cut. The raw schema of each kind is in the README ("Data
+preparation").
 
 examples:
   python -m data_prep ingest --input raw/ --out shards/ --workers 8 --near-dup
@@ -39,6 +42,7 @@ from data_prep.sample_shards.sample_meta import KINDS, sample_key, sample_member
 from data_prep.sample_shards.writer import SampleShardWriter, ShardLimit
 from megatron_vl.config.validation import positive_int
 from megatron_vl.data.images import ImageSettings
+from megatron_vl.data.videos import VideoSettings
 from megatron_vl.files import write_atomically
 from megatron_vl.progress import ProgressBar
 
@@ -60,6 +64,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"smallest resized image area (default {defaults.min_pixels})")
     parser.add_argument("--max-pixels", type=int, default=defaults.max_pixels,
                         help=f"largest resized image area (default {defaults.max_pixels})")
+    video = VideoSettings()
+    parser.add_argument("--video-fps", type=float, default=video.fps,
+                        help=f"frames sampled per second of a video file (default {video.fps:g})")
+    parser.add_argument("--video-min-frames", type=int, default=video.min_frames,
+                        help=f"fewest frames sampled from a video file (default {video.min_frames})")
+    parser.add_argument("--video-max-frames", type=int, default=video.max_frames,
+                        help=f"most frames sampled from a video file, and most frames of a frame folder "
+                             f"(default {video.max_frames})")
+    parser.add_argument("--video-min-pixels", type=int, default=video.min_pixels,
+                        help=f"smallest resized frame area (default {video.min_pixels})")
+    parser.add_argument("--video-max-pixels", type=int, default=video.max_pixels,
+                        help=f"largest resized frame area (default {video.max_pixels})")
+    parser.add_argument("--video-max-tokens", type=int, default=video.max_video_tokens,
+                        help="merged-token budget of one video, shared by its frames "
+                             f"(default {video.max_video_tokens})")
+    parser.add_argument("--video-max-seconds", type=float, default=video.max_seconds,
+                        help=f"longer videos are refused (video_too_long), not cut (default {video.max_seconds:g})")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="worker processes (default: all CPUs)")
     parser.add_argument("--dedup-kinds", default=DEFAULT_DEDUP_KINDS,
                         help="comma-separated kinds whose documents are dropped when all their images were already "
@@ -108,8 +129,14 @@ def _prepare_output(directory: str, overwrite: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     image_settings = ImageSettings(min_pixels=args.min_pixels, max_pixels=args.max_pixels)
+    video_settings = VideoSettings(
+        fps=args.video_fps, min_frames=args.video_min_frames, max_frames=args.video_max_frames,
+        min_pixels=args.video_min_pixels, max_pixels=args.video_max_pixels,
+        max_video_tokens=args.video_max_tokens, max_seconds=args.video_max_seconds,
+    )
     settings = BuildSettings(
         image_settings=image_settings,
+        video_settings=video_settings,
         default_kind=args.kind,
         png_compression=args.png_compression,
         perceptual_hashes=args.near_dup is not None,
@@ -139,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     kinds: collections.Counter[str] = collections.Counter()
     per_input: collections.Counter[str] = collections.Counter()
     unreadable: dict[str, str] = {}
-    num_images = 0
+    num_images = num_videos = 0
     items = (item for location in inputs for item in iter_items(location, args.image_root, retry))
     # Within a partition nothing is dropped as a duplicate yet: every deduplicable sample's image hashes
     # are written, and dedup-plan replays them in the global input order, as one process would.
@@ -175,9 +202,10 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(outcome, Reject):
                 rejects.add(outcome)
             else:
-                writer.write(key, sample_members(outcome.meta, outcome.pngs))
+                writer.write(key, sample_members(outcome.meta, outcome.pngs, outcome.video_pngs))
                 kinds[outcome.meta.kind] += 1
                 num_images += len(outcome.pngs)
+                num_videos += len(outcome.video_pngs)
             if bar.count % 256 == 0:
                 bar.set_postfix(accepted=sum(kinds.values()), rejected=sum(rejects.counts.values()))
         bar.set_postfix(accepted=sum(kinds.values()), rejected=sum(rejects.counts.values()))
@@ -190,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
         num_images=num_images,
         kinds={kind: kinds[kind] for kind in KINDS if kinds[kind]},
         image_settings=image_settings,
+        video_settings=video_settings,
         shards=shards,
         rejects=dict(sorted(rejects.counts.items())),
         num_rejected=sum(rejects.counts.values()),
@@ -205,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     write_atomically(os.path.join(out, MANIFEST_NAME), manifest.to_json().encode())
     if partition is not None:
         mark_finished(out, identity)
-    _print_summary(manifest, reject_path, time.perf_counter() - started)
+    _print_summary(manifest, num_videos, reject_path, time.perf_counter() - started)
     return 0
 
 
@@ -224,11 +253,12 @@ def _settings_of(args: argparse.Namespace) -> dict:
     return {name: value for name, value in arguments.items() if name not in ("workers", "overwrite", "partition")}
 
 
-def _print_summary(manifest: IngestManifest, reject_path: str, seconds: float) -> None:
+def _print_summary(manifest: IngestManifest, num_videos: int, reject_path: str, seconds: float) -> None:
     unreadable = [entry for entry in manifest.inputs if entry.unreadable is not None]
     documents = manifest.num_samples + manifest.num_rejected - len(unreadable)
     total_bytes = sum(shard.bytes for shard in manifest.shards)
-    print(f"\ningested {manifest.num_samples} of {documents} documents ({manifest.num_images} images) into "
+    print(f"\ningested {manifest.num_samples} of {documents} documents ({manifest.num_images} images, "
+          f"{num_videos} videos) into "
           f"{len(manifest.shards)} shards, {total_bytes / 1e6:.1f} MB, in {seconds:.1f}s "
           f"({documents / max(seconds, 1e-9):.0f} documents/s)")
     print(f"  {'kind':<22}{'samples':>9}")

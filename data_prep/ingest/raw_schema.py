@@ -1,9 +1,15 @@
 """The raw input schema of ``ingest``: one JSON object per document, per kind (see the README).
 
 Parsing turns a record into a ``RawDocument``: its image references and its segments in document
-order, in the sample-shard form (``{"text", "loss"}``, ``{"special", "loss"}``, ``{"image": k}``),
-plus ``{"boxes", "image", "label_field", "loss"}`` and ``{"gui", "image", "loss"}`` segments whose text
-can only be written once the image's resized size is known (``render_boxes``, ``gui_actions.render_gui``).
+order, in the sample-shard form (``{"text", "loss"}``, ``{"special", "loss"}``, ``{"image": k}``,
+``{"video": k}``), plus ``{"boxes", "image", "label_field", "loss"}`` and ``{"gui", "image", "loss"}``
+segments whose text can only be written once the image's resized size is known (``render_boxes``,
+``gui_actions.render_gui``) and ``{"spans", "video", "loss"}`` segments checked against the video's
+duration once it is decoded (``render_spans``).
+
+A video reference is a video file's path (or tar member suffix), a list of frame image paths, or a
+folder path ending in ``/`` whose image files, in name order, are the frames; frames of a list or
+folder are taken as sampled already, at the record's (or interleaved item's) ``fps``.
 
 Prompt-and-answer kinds are laid out as ``prompt\\n`` (not in the loss) followed by the answer
 (in the loss); a chain of thought is ``<think>\\n...\\n</think>\\nanswer``.
@@ -21,6 +27,7 @@ from data_prep.ingest.rejects import RejectError, RejectReason
 from data_prep.sample_shards.sample_meta import KINDS
 DEFAULT_OCR_PROMPT = "Read the text in the image."
 DEFAULT_OCR_BOXES_PROMPT = "Read the text in the image and give the box of each piece."
+DEFAULT_FRAMES_FPS = 2.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -32,7 +39,9 @@ class RawDocument:
     images: list[str]
     """Image references (paths, or tar member extensions), in document order."""
     segments: list[dict]
-    """Segments in document order; ``{"image": k}`` refers to ``images[k]``."""
+    """Segments in document order; ``{"image": k}`` refers to ``images[k]``, ``{"video": k}`` to ``videos[k]``."""
+    videos: list[VideoReference] = dataclasses.field(default_factory=list)
+    """Video references, in document order."""
 
     def texts(self) -> Iterator[str]:
         """The document's text, boxes written in original coordinates (for tokenizer training)."""
@@ -45,6 +54,26 @@ class RawDocument:
                 )
             elif "gui" in segment:
                 yield gui_text(segment)
+            elif "spans" in segment:
+                yield spans_text(segment["spans"])
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VideoReference:
+    """Where a document's video is: a video file, or frames already sampled (a list of files or a folder)."""
+
+    source: str | tuple[str, ...]
+    """A video file (path or tar member suffix), a folder path ending in ``/``, or the frame files in order."""
+    fps: float
+    """Frame rate of the frames of a list or folder (a video file's own rate is read from the file)."""
+
+    @property
+    def is_folder(self) -> bool:
+        return isinstance(self.source, str) and self.source.endswith("/")
+
+    @property
+    def is_file(self) -> bool:
+        return isinstance(self.source, str) and not self.is_folder
 
 
 def parse_record(line: str | bytes, default_kind: str | None) -> RawDocument:
@@ -86,6 +115,41 @@ def _image_ref(value, field: str) -> str:
     return value
 
 
+def _video_ref(value, field: str, container: dict) -> VideoReference:
+    """A video reference of ``container`` (the record, or an interleaved item), with its ``fps``."""
+    if isinstance(value, list):
+        if not value or not all(isinstance(frame, str) and frame for frame in value):
+            raise RejectError(RejectReason.BAD_SCHEMA, f"field {field!r} as a frame list must list non-empty paths")
+        source = tuple(value)
+    elif isinstance(value, str) and value:
+        source = value
+    else:
+        raise RejectError(RejectReason.BAD_SCHEMA, f"field {field!r} must be a video path, a frame folder ending "
+                                                   "in '/' or a non-empty list of frame paths")
+    fps = container.get("fps", DEFAULT_FRAMES_FPS)
+    if not _finite_number(fps) or fps <= 0:
+        raise RejectError(RejectReason.BAD_SCHEMA, f"field 'fps' must be a positive number, got {fps!r}")
+    return VideoReference(source=source, fps=float(fps))
+
+
+def _finite_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _spans(record: dict) -> list[list[float]]:
+    """Spans ``[[start, end], ...]`` in seconds with ``0 <= start < end``; their end inside the video is
+    checked once it is decoded."""
+    spans = record.get("spans")
+    if not isinstance(spans, list) or not spans:
+        raise RejectError(RejectReason.BAD_SCHEMA, "field 'spans' must be a non-empty list of [start, end] seconds")
+    for number, span in enumerate(spans):
+        if not isinstance(span, list) or len(span) != 2 or not all(map(_finite_number, span)):
+            raise RejectError(RejectReason.BAD_SCHEMA, f"span {number}: must be [start, end] seconds, got {span!r}")
+        if not 0 <= span[0] < span[1]:
+            raise RejectError(RejectReason.BAD_SCHEMA, f"span {number}: {span} needs 0 <= start < end")
+    return spans
+
+
 def _boxes(record: dict, label_field: str, *, required: bool) -> list[dict] | None:
     """Boxes ``{"bbox_2d": [x1, y1, x2, y2], label_field: str}`` in original pixels, as
     ``{"bbox_2d", "label"}``; their fit inside the image is checked once it is loaded."""
@@ -117,24 +181,51 @@ def _caption(record: dict) -> RawDocument:
     return RawDocument(kind="caption", images=[image], segments=[{"image": 0}, {"text": caption, "loss": True}])
 
 
+def _video_caption(record: dict) -> RawDocument:
+    video = _video_ref(record.get("video"), "video", record)
+    caption = _text(record, "caption")
+    return RawDocument(kind="video_caption", images=[], videos=[video],
+                       segments=[{"video": 0}, {"text": caption, "loss": True}])
+
+
+def _video_grounding(record: dict) -> RawDocument:
+    video = _video_ref(record.get("video"), "video", record)
+    query = _text(record, "query")
+    return RawDocument(
+        kind="video_grounding",
+        images=[],
+        videos=[video],
+        segments=[
+            {"video": 0},
+            {"text": query + "\n", "loss": False},
+            {"spans": _spans(record), "video": 0, "loss": True},
+        ],
+    )
+
+
 def _interleaved(record: dict) -> RawDocument:
     content = record.get("content")
     if not isinstance(content, list) or not content:
-        raise RejectError(RejectReason.BAD_SCHEMA, "field 'content' must be a non-empty list of {text} / {image} items")
-    images, segments = [], []
+        raise RejectError(RejectReason.BAD_SCHEMA,
+                          "field 'content' must be a non-empty list of {text} / {image} / {video} items")
+    images, videos, segments = [], [], []
     for number, item in enumerate(content):
-        if not isinstance(item, dict) or len(item.keys() & {"text", "image"}) != 1:
+        if not isinstance(item, dict) or len(item.keys() & {"text", "image", "video"}) != 1:
             raise RejectError(
-                RejectReason.BAD_SCHEMA, f"content item {number} must be {{\"text\": ...}} or {{\"image\": ...}}"
+                RejectReason.BAD_SCHEMA,
+                f"content item {number} must be {{\"text\": ...}}, {{\"image\": ...}} or {{\"video\": ...}}",
             )
         if "image" in item:
             segments.append({"image": len(images)})
             images.append(_image_ref(item["image"], f"content[{number}].image"))
+        elif "video" in item:
+            segments.append({"video": len(videos)})
+            videos.append(_video_ref(item["video"], f"content[{number}].video", item))
         else:
             segments.append({"text": _text(item, "text"), "loss": True})
-    if len(segments) == len(images):
-        raise RejectError(RejectReason.EMPTY_TEXT, "the document has images but no text")
-    return RawDocument(kind="interleaved", images=images, segments=segments)
+    if len(segments) == len(images) + len(videos):
+        raise RejectError(RejectReason.EMPTY_TEXT, "the document has images or videos but no text")
+    return RawDocument(kind="interleaved", images=images, videos=videos, segments=segments)
 
 
 def _ocr(record: dict) -> RawDocument:
@@ -173,12 +264,18 @@ def _cot(record: dict) -> RawDocument:
     if not isinstance(images, list):
         raise RejectError(RejectReason.BAD_SCHEMA, "field 'images' must be a list of image paths")
     images = [_image_ref(image, f"images[{number}]") for number, image in enumerate(images)]
+    videos = record.get("videos", [])
+    if not isinstance(videos, list):
+        raise RejectError(RejectReason.BAD_SCHEMA, "field 'videos' must be a list of video references")
+    videos = [_video_ref(video, f"videos[{number}]", record) for number, video in enumerate(videos)]
     question, thinking, answer = _text(record, "question"), _text(record, "thinking"), _text(record, "answer")
     return RawDocument(
         kind="cot",
         images=images,
+        videos=videos,
         segments=[
             *({"image": k} for k in range(len(images))),
+            *({"video": k} for k in range(len(videos))),
             {"text": question + "\n", "loss": False},
             {"special": "<think>", "loss": True},
             {"text": "\n" + thinking + "\n", "loss": True},
@@ -207,7 +304,24 @@ _PARSERS = {
     "cot": _cot,
     "text": _plain_text,
     "gui": _gui,
+    "video_caption": _video_caption,
+    "video_grounding": _video_grounding,
 }
+
+
+def spans_text(spans: list[list[float]]) -> str:
+    """A grounding answer: ``"{start:.1f} - {end:.1f} seconds"`` per span, joined with ``", "``."""
+    return ", ".join(f"{start:.1f} - {end:.1f} seconds" for start, end in spans)
+
+
+def render_spans(segment: dict, duration: float) -> str:
+    """The answer text of a spans segment; raises RejectError for a span ending after the video (``duration``
+    seconds)."""
+    for number, (start, end) in enumerate(segment["spans"]):
+        if end > duration:
+            raise RejectError(RejectReason.SPAN_OUTSIDE_VIDEO,
+                              f"span {number} [{start}, {end}] ends after the video's {duration:.3f} seconds")
+    return spans_text(segment["spans"])
 
 
 def render_boxes(segment: dict, original: tuple[int, int], resized: tuple[int, int]) -> str:

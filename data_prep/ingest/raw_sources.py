@@ -4,10 +4,11 @@ path, a URL or a ``pipe:`` command (``input_locations``) with retries (``input_s
 
 A webdataset sample is the group of consecutive members sharing a key (the member name up to the
 first dot of its file name). Its ``{key}.json`` holds a raw record whose image fields name members
-of the key by their suffix (``"image": "jpg"`` is ``{key}.jpg``). Caption shards as img2dataset
-writes them (``{key}.jpg`` + ``{key}.txt``, a JSON of metadata without raw fields) also work: for
-a caption record without ``caption`` the ``txt`` member is the caption, and a single-image record
-without ``image`` takes the key's only image member.
+of the key by their suffix (``"image": "jpg"`` is ``{key}.jpg``, ``"video": "mp4"`` is ``{key}.mp4``).
+Caption shards as img2dataset and video2dataset write them (``{key}.jpg`` or ``{key}.mp4`` + ``{key}.txt``,
+a JSON of metadata without raw fields) also work: for a (video) caption record without ``caption`` the
+``txt`` member is the caption, and a single-image (single-video) record without ``image`` (``video``)
+takes the key's only image (video) member. Frame folders do not exist in tars: list the frame members.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from data_prep.ingest.input_locations import is_tar, is_url, public_location
 from data_prep.ingest.input_streams import (
     RetrySettings, UnreadableInput, describe_failure, open_location, read_errors, read_with_retries,
 )
-from data_prep.ingest.raw_schema import RejectError
+from data_prep.ingest.rejects import RejectError
 from data_prep.ingest.rejects import RejectReason
 from data_prep.webdataset_tar import iter_keyed_members
 
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
+VIDEO_SUFFIXES = ("mp4", "m4v", "mov", "mkv", "webm", "avi")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -49,11 +51,36 @@ class WorkItem:
 
     def read_image(self, reference: str) -> bytes:
         """Bytes of the image a record refers to; RejectError when it does not exist."""
+        return self._read(reference, "image", RejectReason.MISSING_IMAGE, RejectReason.UNREADABLE_IMAGE)
+
+    def read_video(self, reference: str) -> bytes:
+        """Bytes of the video file (or frame file) a record refers to; RejectError when it does not exist."""
+        return self._read(reference, "video", RejectReason.MISSING_VIDEO, RejectReason.UNREADABLE_VIDEO)
+
+    def list_frames(self, folder: str) -> list[str]:
+        """References of the image files of a frame folder (a path ending in ``/``), in name order."""
+        if self.members is not None:
+            raise RejectError(RejectReason.BAD_SCHEMA, f"frame folder {folder} in a webdataset tar: a tar has no "
+                                                       "folders; list the frame members instead")
+        remote = is_url(self.image_root)
+        path = posixpath.join(self.image_root, folder) if remote else os.path.join(self.image_root, folder)
+        try:
+            if remote:
+                filesystem, root = fsspec.core.url_to_fs(path)
+                names = [posixpath.basename(entry.rstrip("/")) for entry in filesystem.ls(root, detail=False)]
+            else:
+                names = os.listdir(path)
+        except FileNotFoundError:
+            raise RejectError(RejectReason.MISSING_VIDEO, f"frame folder {path} does not exist") from None
+        except read_errors() as error:
+            raise RejectError(RejectReason.UNREADABLE_VIDEO, f"cannot list frame folder {path}: {error}") from None
+        return [folder + name for name in sorted(names) if name.rsplit(".", 1)[-1].lower() in IMAGE_SUFFIXES]
+
+    def _read(self, reference: str, noun: str, missing: RejectReason, unreadable: RejectReason) -> bytes:
         if self.members is not None:
             if reference not in self.members:
                 raise RejectError(
-                    RejectReason.MISSING_IMAGE,
-                    f"no member {self.source['key']}.{reference} in the tar (members: {sorted(self.members)})",
+                    missing, f"no member {self.source['key']}.{reference} in the tar (members: {sorted(self.members)})"
                 )
             return self.members[reference]
         remote = is_url(self.image_root)
@@ -62,9 +89,9 @@ class WorkItem:
             with fsspec.open(path, "rb") if remote else open(path, "rb") as file:
                 return file.read()
         except FileNotFoundError:
-            raise RejectError(RejectReason.MISSING_IMAGE, f"image file {path} does not exist") from None
+            raise RejectError(missing, f"{noun} file {path} does not exist") from None
         except read_errors() as error:
-            raise RejectError(RejectReason.UNREADABLE_IMAGE, f"cannot read image file {path}: {error}") from None
+            raise RejectError(unreadable, f"cannot read {noun} file {path}: {error}") from None
 
 
 def webdataset_record(members: dict[str, bytes], default_kind: str | None) -> dict:
@@ -78,11 +105,14 @@ def webdataset_record(members: dict[str, bytes], default_kind: str | None) -> di
         if not isinstance(record, dict):
             raise RejectError(RejectReason.BAD_JSON, f"member json holds a {type(record).__name__}, not an object")
     kind = record.get("kind", default_kind)
-    if kind == "caption" and "caption" not in record and "txt" in members:
+    if kind in ("caption", "video_caption") and "caption" not in record and "txt" in members:
         record["caption"] = members["txt"].decode("utf-8", errors="replace")
     images = [suffix for suffix in members if suffix.rsplit(".", 1)[-1].lower() in IMAGE_SUFFIXES]
     if kind in ("caption", "ocr", "grounding", "gui") and "image" not in record and len(images) == 1:
         record["image"] = images[0]
+    videos = [suffix for suffix in members if suffix.rsplit(".", 1)[-1].lower() in VIDEO_SUFFIXES]
+    if kind in ("video_caption", "video_grounding") and "video" not in record and len(videos) == 1:
+        record["video"] = videos[0]
     return record
 
 

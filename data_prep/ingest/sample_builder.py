@@ -1,20 +1,27 @@
-"""What an ingest worker does with one input document: parse it, load and resize its images,
-write its boxes, points and GUI actions in resized coordinates, and encode the sample (or say why it is rejected)."""
+"""What an ingest worker does with one input document: parse it, load and resize its images and
+videos, write its boxes, points and GUI actions in resized coordinates, check its spans against its
+videos, and encode the sample (or say why it is rejected)."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 
+import torch
+
 from data_prep.ingest.gui_actions import render_gui
 from data_prep.ingest.image_dedup import perceptual_hash
 from data_prep.ingest.png_writer import encode_png
-from data_prep.ingest.raw_schema import RawDocument, RejectError, parse_document, parse_record, render_boxes
+from data_prep.ingest.raw_schema import (
+    RawDocument, RejectError, parse_document, parse_record, render_boxes, render_spans,
+)
 from data_prep.ingest.raw_sources import WorkItem, webdataset_record
 from data_prep.ingest.rejects import Reject, RejectReason
+from data_prep.ingest.video_frames import store_video
 from data_prep.sample_shards.sample_meta import KINDS, SampleImage, SampleMeta
 from megatron_vl.config.validation import one_of
 from megatron_vl.data.images import ImageSettings, load_image, resize_image, smart_resize
+from megatron_vl.data.videos import VideoSettings
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -29,10 +36,14 @@ class BuildSettings:
     """zlib level (0-9) of the stored PNGs: lower is faster, higher is smaller."""
     perceptual_hashes: bool
     """Compute perceptual hashes (for ``--near-dup``)."""
+    video_settings: VideoSettings = VideoSettings()
+    """Frame sampling, resize limits and length limit of videos."""
 
     def __post_init__(self) -> None:
         one_of("BuildSettings", "png_compression", self.png_compression, range(10))
         one_of("BuildSettings", "default_kind", self.default_kind, (None, *KINDS))
+        if not isinstance(self.video_settings, VideoSettings):
+            raise ValueError("BuildSettings.video_settings must be a VideoSettings (megatron_vl.data.videos)")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -47,10 +58,12 @@ class BuiltSample:
     """sha256 of each source image file (exact dedup)."""
     phashes: list[int]
     """Perceptual hash of each image (near dedup; empty unless asked for)."""
+    video_pngs: list[list[bytes]] = dataclasses.field(default_factory=list)
+    """Each video's kept frames, resized, as PNG (videos are not deduplicated: their hashes are not in ``sha256s``)."""
 
 
 def build_sample(document: RawDocument, item: WorkItem, settings: BuildSettings) -> BuiltSample:
-    """Load the document's images and finish its segments; raises RejectError."""
+    """Load the document's images and videos and finish its segments; raises RejectError."""
     images, pngs, sha256s, phashes, sizes = [], [], [], [], []
     for reference in document.images:
         data = item.read_image(reference)
@@ -74,6 +87,8 @@ def build_sample(document: RawDocument, item: WorkItem, settings: BuildSettings)
             height=pixels.shape[0], width=pixels.shape[1],
             orig_height=picture.height, orig_width=picture.width, sha256=sha256s[-1],
         ))
+    videos = [store_video(reference, item, settings.video_settings, settings.png_compression)
+              for reference in document.videos]
     segments = []
     for segment in document.segments:
         if "boxes" in segment:
@@ -82,9 +97,13 @@ def build_sample(document: RawDocument, item: WorkItem, settings: BuildSettings)
         elif "gui" in segment:
             original, resized = sizes[segment["image"]]
             segment = {"text": render_gui(segment, original, resized), "loss": segment["loss"]}
+        elif "spans" in segment:
+            segment = {"text": render_spans(segment, videos[segment["video"]].meta.duration), "loss": segment["loss"]}
         segments.append(segment)
-    meta = SampleMeta(kind=document.kind, source=item.source, images=images, segments=segments)
-    return BuiltSample(meta=meta, pngs=pngs, sha256s=sha256s, phashes=phashes)
+    meta = SampleMeta(kind=document.kind, source=item.source, images=images, segments=segments,
+                      videos=[video.meta for video in videos])
+    return BuiltSample(meta=meta, pngs=pngs, sha256s=sha256s, phashes=phashes,
+                       video_pngs=[video.pngs for video in videos])
 
 
 _settings: BuildSettings | None = None
@@ -94,6 +113,9 @@ def init_worker(settings: BuildSettings) -> None:
     """Pool initializer: the settings every ``process_item`` call in this process uses."""
     global _settings
     _settings = settings
+    # One worker per core: torch's own threads (video frame resizing) would only compete with the other
+    # workers, and a forked worker that inherits a parent's busy thread pool can wait on it forever.
+    torch.set_num_threads(1)
 
 
 def process_item(item: WorkItem) -> BuiltSample | Reject:

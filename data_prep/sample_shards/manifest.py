@@ -10,6 +10,7 @@ import re
 from megatron_vl.config.serialization import config_from_dict
 from megatron_vl.config.validation import non_negative_int, positive_int
 from megatron_vl.data.images import ImageSettings
+from megatron_vl.data.videos import VideoSettings
 
 MANIFEST_NAME = "ingest_manifest.json"
 IMAGE_HASHES_NAME = "image_hashes.jsonl"
@@ -82,6 +83,8 @@ class IngestManifest:
     """Samples per data kind (kinds without samples left out)."""
     image_settings: ImageSettings
     """How the images were resized."""
+    video_settings: VideoSettings = VideoSettings()
+    """How the videos were sampled and resized (manifests written before videos existed read as the defaults)."""
     shards: list[SampleShardEntry]
     """The shards, in order."""
     rejects: dict[str, int]

@@ -22,6 +22,7 @@ from data_prep.sample_shards.manifest import MANIFEST_NAME, load_manifest
 from data_prep.sample_shards.reader import iter_dataset
 from megatron_vl.data.images import ImageSettings, patchify
 from tests.data_prep.cli import run_subcommand
+from tests.data_prep.ingest.test_video_ingest import VIDEO_REJECTS
 
 DEMO_KINDS = {"caption": 12, "interleaved": 14, "ocr": 12, "grounding": 12, "cot": 14, "text": 12}
 
@@ -154,8 +155,8 @@ def test_every_reject_reason_is_logged_and_counted(tmp_path, capsys):
     assert {entry["line"]: entry["reason"] for entry in logged} == expected
     assert all(entry["file"] == str(raw / "mixed.jsonl") and entry["detail"] for entry in logged)
     # unreadable_shard is an input, not a document: tests/data_prep/ingest/test_streamed_inputs.py;
-    # the gui reasons: tests/data_prep/ingest/test_gui_ingest.py
-    elsewhere = {"unreadable_shard", "bad_gui_action", "point_outside_image"}
+    # the gui reasons: tests/data_prep/ingest/test_gui_ingest.py; the video ones: test_video_ingest.py
+    elsewhere = {"unreadable_shard", "bad_gui_action", "point_outside_image"} | VIDEO_REJECTS
     assert set(expected.values()) == {reason.value for reason in RejectReason} - elsewhere
     assert manifest.rejects == {reason: 2 if reason == "unreadable_image" else 1 for reason in expected.values()}
     assert manifest.num_samples == 3 and manifest.kinds == {"caption": 1, "grounding": 1, "text": 1}

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from data_prep.ingest.raw_schema import (
-    DEFAULT_OCR_BOXES_PROMPT, DEFAULT_OCR_PROMPT, RejectError, parse_document, parse_record, render_boxes,
+    DEFAULT_OCR_BOXES_PROMPT, DEFAULT_OCR_PROMPT, RejectError, VideoReference, parse_document, parse_record,
+    render_boxes, render_spans,
 )
 from data_prep.ingest.rejects import RejectReason
 
@@ -90,6 +91,48 @@ def test_text_and_texts_for_tokenizer_training():
     assert list(grounding.texts()) == ["Find it.\n", '[{"bbox_2d": [1, 2, 3, 4], "label": "it"}]']
 
 
+def test_video_caption_and_its_frame_forms():
+    document = parse_document({"kind": "video_caption", "video": "clips/a.mp4", "caption": "A dog runs."}, None)
+    assert document.images == [] and document.videos == [VideoReference(source="clips/a.mp4", fps=2.0)]
+    assert document.videos[0].is_file
+    assert document.segments == [{"video": 0}, {"text": "A dog runs.", "loss": True}]
+    folder = parse_document({"kind": "video_caption", "video": "clips/a/", "fps": 1, "caption": "x"}, None)
+    assert folder.videos == [VideoReference(source="clips/a/", fps=1.0)] and folder.videos[0].is_folder
+    listed = parse_document({"kind": "video_caption", "video": ["f0.png", "f1.png"], "caption": "x"}, None)
+    assert listed.videos[0].source == ("f0.png", "f1.png")
+    assert not listed.videos[0].is_file and not listed.videos[0].is_folder
+
+
+def test_video_grounding_answers_in_seconds_and_checks_the_end():
+    document = parse_document(
+        {"kind": "video_grounding", "video": "v.mp4", "query": "When does the ball bounce?",
+         "spans": [[3.5, 7], [10.25, 12.0]]}, None,
+    )
+    assert document.segments[:2] == [{"video": 0}, {"text": "When does the ball bounce?\n", "loss": False}]
+    spans = document.segments[2]
+    assert (spans["video"], spans["loss"]) == (0, True)
+    assert render_spans(spans, 12.0) == "3.5 - 7.0 seconds, 10.2 - 12.0 seconds"
+    assert list(document.texts())[1] == "3.5 - 7.0 seconds, 10.2 - 12.0 seconds"
+    with pytest.raises(RejectError) as error:
+        render_spans(spans, 11.9)
+    assert error.value.reason is RejectReason.SPAN_OUTSIDE_VIDEO and "span 1" in error.value.detail
+
+
+def test_videos_in_interleaved_and_cot_records():
+    interleaved = parse_document({"kind": "interleaved", "content": [
+        {"text": "Watch:"}, {"video": "v.mp4"}, {"image": "a.png"}, {"video": "frames/", "fps": 4}, {"text": "Done."},
+    ]}, None)
+    assert interleaved.images == ["a.png"]
+    assert interleaved.videos == [VideoReference(source="v.mp4", fps=2.0), VideoReference(source="frames/", fps=4.0)]
+    assert interleaved.segments == [
+        {"text": "Watch:", "loss": True}, {"video": 0}, {"image": 0}, {"video": 1}, {"text": "Done.", "loss": True},
+    ]
+    cot = parse_document({"kind": "cot", "images": ["a.png"], "videos": ["v.mp4", ["f0.png", "f1.png"]], "fps": 1,
+                          "question": "q", "thinking": "t", "answer": "a"}, None)
+    assert cot.segments[:4] == [{"image": 0}, {"video": 0}, {"video": 1}, {"text": "q\n", "loss": False}]
+    assert cot.videos[1] == VideoReference(source=("f0.png", "f1.png"), fps=1.0)
+
+
 @pytest.mark.parametrize(
     "line, reason",
     [
@@ -109,6 +152,19 @@ def test_text_and_texts_for_tokenizer_training():
          RejectReason.BAD_SCHEMA),
         (b'{"kind": "cot", "question": "q", "thinking": " ", "answer": "a"}', RejectReason.EMPTY_TEXT),
         (b'{"kind": "text", "text": ""}', RejectReason.EMPTY_TEXT),
+        (b'{"kind": "video_caption", "caption": "no video"}', RejectReason.BAD_SCHEMA),
+        (b'{"kind": "video_caption", "video": [], "caption": "x"}', RejectReason.BAD_SCHEMA),
+        (b'{"kind": "video_caption", "video": ["a.png", 3], "caption": "x"}', RejectReason.BAD_SCHEMA),
+        (b'{"kind": "video_caption", "video": "f/", "fps": 0, "caption": "x"}', RejectReason.BAD_SCHEMA),
+        (b'{"kind": "video_caption", "video": "v.mp4", "caption": " "}', RejectReason.EMPTY_TEXT),
+        (b'{"kind": "video_grounding", "video": "v.mp4", "query": "q"}', RejectReason.BAD_SCHEMA),
+        (b'{"kind": "video_grounding", "video": "v.mp4", "query": "q", "spans": [[4, 2]]}', RejectReason.BAD_SCHEMA),
+        (b'{"kind": "video_grounding", "video": "v.mp4", "query": "q", "spans": [[-1, 2]]}', RejectReason.BAD_SCHEMA),
+        (b'{"kind": "video_grounding", "video": "v.mp4", "query": "q", "spans": [[1, 2, 3]]}', RejectReason.BAD_SCHEMA),
+        (b'{"kind": "video_grounding", "video": "v.mp4", "query": "q", "spans": [["1", 2]]}', RejectReason.BAD_SCHEMA),
+        (b'{"kind": "interleaved", "content": [{"video": "v.mp4"}]}', RejectReason.EMPTY_TEXT),
+        (b'{"kind": "interleaved", "content": [{"video": "v.mp4", "image": "a.png"}]}', RejectReason.BAD_SCHEMA),
+        (b'{"kind": "cot", "videos": "v.mp4", "question": "q", "thinking": "t", "answer": "a"}', RejectReason.BAD_SCHEMA),
     ],
 )
 def test_bad_records_name_their_reason(line, reason):
