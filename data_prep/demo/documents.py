@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable
 
 from data_prep.demo.scenes import SHAPES, Scene, describe_scene, draw_scene, random_scene, render_text
+from data_prep.ingest.raw_schema import parse_document
 
 WORDS = (
     "red", "green", "blue", "yellow", "circle", "square", "triangle", "cat", "dog", "sun", "tree", "house",
@@ -236,6 +237,20 @@ def long_cot(rng: random.Random, canvas: Canvas) -> dict:
     }
 
 
+PICTURE_GENERATORS = (caption, grounding, ocr, interleaved)
+
+
+def language(rng: random.Random, canvas: Canvas) -> dict:
+    """The text of a picture document without its pictures (a caption, a grounding query and its boxes, an OCR
+    prompt and transcript, an interleaved document's text): the LLM's text-only warm-up learns the demo's language
+    from these before any picture reaches it, as MiMo-VL's LLM is pretrained before its vision stages."""
+    unsaved = dataclasses.replace(canvas, save=lambda image: "unsaved.png")
+    record = rng.choice(PICTURE_GENERATORS)(rng, unsaved)
+    pieces = parse_document(record, None).texts()
+    # Where a picture stood the text breaks a line; a prompt ends with its own newline already.
+    return {"kind": "text", "text": "".join(piece if piece.endswith("\n") else piece + "\n" for piece in pieces).rstrip("\n")}
+
+
 GENERATORS = {
     "caption": caption,
     "interleaved": interleaved,
@@ -243,5 +258,6 @@ GENERATORS = {
     "grounding": grounding,
     "cot": cot,
     "text": text,
+    "language": language,
 }
 LONG_GENERATORS = {"interleaved_long": long_interleaved, "cot_long": long_cot}
