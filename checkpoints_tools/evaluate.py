@@ -94,7 +94,8 @@ def evaluate_folder(
     for benchmark in benchmarks:
         predictions, sizes = answer_benchmark(
             generator, benchmark, batch_size=batch_size, workers=workers,
-            max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS[benchmark.metric], progress=progress,
+            max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS[benchmark.metric], chat=prompts.chat,
+            progress=progress,
         )
         row_scores = score_rows(benchmark, predictions, sizes, generator.image_settings)
         results.append(file_result(benchmark, predictions, row_scores))
@@ -132,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--grounding-prompt", default=defaults.grounding_prompt, help="grounding prompt template with {query}"
     )
     parser.add_argument("--caption-prompt", default=defaults.caption_prompt, help="prompt of caption records")
+    parser.add_argument(
+        "--no-chat", action="store_true",
+        help="no chat template: each row's images, then its prompt, as a pre-training document reads (base models)",
+    )
     parser.add_argument("--out", type=Path, help="write the results (scores, categories, every prediction) here as JSON")
     return parser
 
@@ -154,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
         metrics=_metrics(args), limit=args.limit, batch_size=args.batch_size, workers=args.workers, device=args.device,
         dtype=args.dtype, engine=args.engine, max_new_tokens=args.max_new_tokens,
         prompts=PromptSettings(
-            vqa_suffix=args.vqa_suffix, grounding_prompt=args.grounding_prompt, caption_prompt=args.caption_prompt
+            vqa_suffix=args.vqa_suffix, grounding_prompt=args.grounding_prompt, caption_prompt=args.caption_prompt,
+            chat=not args.no_chat,
         ),
     )
     if args.hf is not None:

@@ -23,7 +23,9 @@ class Generator(Protocol):
 
     image_settings: ImageSettings
 
-    def generate(self, images: list[list[Image.Image]], prompts: list[str], *, max_new_tokens: int) -> list[Generated]: ...
+    def generate(
+        self, images: list[list[Image.Image]], prompts: list[str], *, max_new_tokens: int, chat: bool
+    ) -> list[Generated]: ...
 
 
 def _decode_batch(benchmark: Benchmark, rows: list[BenchmarkRow]) -> list[list[Image.Image]]:
@@ -37,9 +39,10 @@ def answer_benchmark(
     batch_size: int,
     workers: int,
     max_new_tokens: int,
+    chat: bool = True,
     progress: bool = True,
 ) -> tuple[list[str], list[tuple[int, int]]]:
-    """Each row's generated text, and the (width, height) of its first image."""
+    """Each row's generated text, and the (width, height) of its first image; ``chat`` as ``PromptSettings.chat``."""
     if batch_size < 1 or workers < 1:
         raise ValueError(f"batch size and workers must be at least 1, got {batch_size} and {workers}")
     rows = benchmark.rows
@@ -54,7 +57,7 @@ def answer_benchmark(
             images = decoding.popleft().result()
             if number + workers < len(batches):
                 decoding.append(pool.submit(_decode_batch, benchmark, batches[number + workers]))
-            generated = generator.generate(images, [row.prompt for row in batch], max_new_tokens=max_new_tokens)
+            generated = generator.generate(images, [row.prompt for row in batch], max_new_tokens=max_new_tokens, chat=chat)
             predictions.extend(item.text for item in generated)
             sizes.extend(row_images[0].size for row_images in images)
             bar.update(len(batch))

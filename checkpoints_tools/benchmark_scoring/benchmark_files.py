@@ -28,13 +28,17 @@ class PromptSettings:
     grounding_prompt: str = 'Locate "{query}" in the image and output its bbox_2d coordinates in JSON format.'
     """A grounding record's prompt, ``{query}`` replaced by its query."""
     caption_prompt: str = "Describe the image in one sentence."
-    """The prompt of every caption record."""
+    """The prompt of every caption record (may be empty without ``chat``: the model continues after the image)."""
+    chat: bool = True
+    """Wrap each row in the folder's chat template (instruction-tuned models); False: the row's images, then its
+    prompt, as a pre-training document reads (base models, e.g. a curriculum stage's checkpoint)."""
 
     def __post_init__(self) -> None:
         if "{query}" not in self.grounding_prompt:
             raise ValueError(f"the grounding prompt {self.grounding_prompt!r} has no {{query}} for the record's query")
-        if not self.caption_prompt.strip():
-            raise ValueError("the caption prompt is empty; give the text that asks for a caption")
+        if self.chat and not self.caption_prompt.strip():
+            raise ValueError("the caption prompt is empty; give the text that asks for a caption (an empty one only "
+                             "makes sense without the chat template: --no-chat)")
 
 
 def infer_metric(path: Path) -> str:

@@ -29,11 +29,13 @@ class VLLMGenerator:
         self.image_settings = self.inputs.image_settings
         self.llm = LLM(model=str(hf_dir), dtype=VLLM_DTYPES[dtype], limit_mm_per_prompt={"image": max_images_per_row})
 
-    def generate(self, images: list[list[Image.Image]], prompts: list[str], *, max_new_tokens: int) -> list[Generated]:
+    def generate(
+        self, images: list[list[Image.Image]], prompts: list[str], *, max_new_tokens: int, chat: bool = True
+    ) -> list[Generated]:
         from vllm import SamplingParams
 
         requests = [
-            {"prompt": self.inputs.prompt_text(prompt, len(row)), "multi_modal_data": {"image": row}}
+            {"prompt": self.inputs.prompt_text(prompt, len(row), chat=chat), "multi_modal_data": {"image": row}}
             for row, prompt in zip(images, prompts)
         ]
         outputs = self.llm.generate(requests, SamplingParams(temperature=0.0, max_tokens=max_new_tokens), use_tqdm=False)

@@ -8,6 +8,7 @@ import pytest
 
 from checkpoints_tools import evaluate as evaluate_command
 from checkpoints_tools.batched_generation import Generated
+from checkpoints_tools.benchmark_scoring.benchmark_files import PromptSettings
 from checkpoints_tools.benchmark_scoring.cider import cider_d
 from checkpoints_tools.benchmark_scoring.grounding_answers import parse_boxes, resized_size, to_original
 from checkpoints_tools.benchmark_scoring.metrics import anls, box_iou
@@ -94,10 +95,11 @@ class CannedGenerator:
     image_settings = IMAGE_SETTINGS
 
     def __init__(self, answers: dict[str, str]):
-        self.answers, self.batches = answers, []
+        self.answers, self.batches, self.chats = answers, [], []
 
-    def generate(self, images, prompts, *, max_new_tokens):
+    def generate(self, images, prompts, *, max_new_tokens, chat):
         self.batches.append([len(row) for row in images])
+        self.chats.append(chat)
         return [Generated(next(text for key, text in self.answers.items() if key in prompt), ()) for prompt in prompts]
 
 
@@ -127,6 +129,18 @@ def test_known_answers_give_known_scores(files, monkeypatch):
     assert grounding_result["mean_iou"] == pytest.approx(0.5)
     # 3, 2 and 2 rows in batches of 2; each row has one picture (the third MC row reuses row 2's).
     assert canned.batches == [[1, 1], [1], [1, 1], [1, 1]]
+    assert canned.chats == [True] * 4
+
+
+def test_base_models_are_asked_without_the_chat_template(files, monkeypatch):
+    *_, captions = files
+    canned = CannedGenerator({"": "a caption"})
+    monkeypatch.setattr(evaluate_command, "_make_generator", lambda *args: canned)
+    results = evaluate_folder("unused", [captions], workers=1, progress=False,
+                              prompts=PromptSettings(caption_prompt="", chat=False))
+    assert canned.chats == [False] and {row["prediction"] for row in results["files"][0]["predictions"]} == {"a caption"}
+    with pytest.raises(ValueError, match="only makes sense without the chat template"):
+        PromptSettings(caption_prompt=" ")
 
 
 def test_command_prints_a_table_and_writes_json(exported, files, tmp_path, capsys):
