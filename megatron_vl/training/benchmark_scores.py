@@ -3,13 +3,15 @@
 Rank 0 exports the checkpoint just saved (``checkpoints_tools.to_hf``) to a temporary folder (under ``$TMPDIR``),
 scores it there with ``checkpoints_tools.evaluate.evaluate_folder`` and deletes the folder; the other ranks wait.
 Every rank then hands the same scores to ``Trainer.log_metrics("benchmark", ...)``, so the metrics log writes them
-to ``metrics.jsonl`` and TensorBoard. A failure on rank 0 is raised on every rank, so no rank waits forever.
+to ``metrics.jsonl`` and TensorBoard. Each scoring's full results (every row's prediction, per-category scores) go
+to ``LOG_DIR/benchmarks/iter_<N>.json`` as ``evaluate --out`` writes them. A failure on rank 0 is raised on every rank, so no rank waits forever.
 Generation runs under a forked RNG: training's random state, which checkpoints save, is left as it was.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import tempfile
 import time
@@ -26,6 +28,8 @@ from megatron_vl.training.trainer import Hook, StepResult, Trainer
 logger = logging.getLogger(__name__)
 
 BENCHMARK_EVENT = "benchmark"
+BENCHMARK_RESULTS_DIR = "benchmarks"
+"""Under the stage's log folder: ``iter_<N>.json``, the full results of each scoring."""
 METRIC_LABELS = {"grounding": "iou@0.5"}
 """How a score is called where the metric's own name says too little (grounding: the share of boxes at IoU >= 0.5)."""
 
@@ -89,14 +93,17 @@ class BenchmarkScores(Hook):
     priority = 600
 
     def __init__(
-        self, checkpointer: Checkpointer, settings: BenchmarkSettings, files: tuple[str, ...], *, on_gpu: bool, bf16: bool
+        self, checkpointer: Checkpointer, settings: BenchmarkSettings, files: tuple[str, ...], *, results_dir: str,
+        on_gpu: bool, bf16: bool,
     ) -> None:
-        """``files``: ``settings.files`` resolved (``RunConfig.benchmark_files``); ``on_gpu``: score on this rank's
-        GPU, else the CPU; ``bf16``: export and generate in bf16, else fp32."""
+        """``files``: ``settings.files`` resolved (``RunConfig.benchmark_files``); ``results_dir``: where each
+        scoring's full results go; ``on_gpu``: score on this rank's GPU, else the CPU; ``bf16``: export and generate
+        in bf16, else fp32."""
         assert settings.every is not None
         self.checkpointer = checkpointer
         self.settings = settings
         self.files = files
+        self.results_dir = Path(results_dir)
         self.device = f"cuda:{torch.cuda.current_device()}" if on_gpu else "cpu"
         self.dtype = "bf16" if bf16 else "fp32"
 
@@ -128,6 +135,9 @@ class BenchmarkScores(Hook):
                 batch_size=settings.batch_size, device=self.device, dtype=self.dtype,
                 max_new_tokens=settings.max_new_tokens, progress=False,
             )
+        results["model"] = f"{directory} (iteration {iteration})"
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        (self.results_dir / f"{Path(directory).name}.json").write_text(json.dumps(results, indent=1) + "\n")
         # The generator held a copy of the model: give its memory back to training.
         gc.collect()
         if self.device != "cpu":

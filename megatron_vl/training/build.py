@@ -4,6 +4,8 @@ them) and the trainer."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 from megatron.core.process_groups_config import ProcessGroupCollection
@@ -11,7 +13,7 @@ from megatron.core.process_groups_config import ProcessGroupCollection
 from megatron_vl.data.eval_loader import EvalLoader
 from megatron_vl.data.train_loader import TrainLoader
 from megatron_vl.tokenizer import Tokenizer
-from megatron_vl.training.benchmark_scores import BenchmarkScores, check_benchmark_files
+from megatron_vl.training.benchmark_scores import BENCHMARK_RESULTS_DIR, BenchmarkScores, check_benchmark_files
 from megatron_vl.training.checkpointing import Checkpointer, CheckpointHook
 from megatron_vl.training.evaluation import EvalHook
 from megatron_vl.training.fault_injection import FaultInjection, FaultInjectionHook
@@ -52,8 +54,9 @@ def build_trainer(run: RunConfig, tokenizer: Tokenizer, pg_collection: ProcessGr
                                  data_parallel_size=dp_size, tokens_per_second=tokens_per_second)
         hooks.append(EvalHook(eval_loader, recipe.eval.every))
     if recipe.benchmarks.every:
-        hooks.append(BenchmarkScores(checkpointer, recipe.benchmarks, run.benchmark_files, on_gpu=platform.on_gpu,
-                                     bf16=run.bf16))
+        hooks.append(BenchmarkScores(checkpointer, recipe.benchmarks, run.benchmark_files,
+                                     results_dir=os.path.join(run.log_dir, BENCHMARK_RESULTS_DIR),
+                                     on_gpu=platform.on_gpu, bf16=run.bf16))
     fault = FaultInjection.from_environment()
     if fault is not None:
         hooks.append(FaultInjectionHook(fault))
