@@ -85,7 +85,7 @@ class MetricsLog(Hook):
             self._tensorboard.add_scalar("eval/loss", values["loss"], metrics.iteration)
             self._tensorboard.flush()
         elif metrics.event == "benchmark":
-            scores = " | ".join(f"{name.replace('/', ' ')} {score:.4g}" for name, score in values["scores"].items())
+            scores = " | ".join(f"{name.replace('/', ' ')} {score:.3f}" for name, score in values["scores"].items())
             logger.info("benchmark at iter %d | %s | %.1f s", metrics.iteration, scores, values["seconds"])
             for name, score in values["scores"].items():
                 self._tensorboard.add_scalar(f"benchmark/{name}", score, metrics.iteration)
