@@ -4,12 +4,15 @@ Rank 0 exports the checkpoint just saved (``checkpoints_tools.to_hf``) to a temp
 scores it there with ``checkpoints_tools.evaluate.evaluate_folder`` and deletes the folder; the other ranks wait.
 Every rank then hands the same scores to ``Trainer.log_metrics("benchmark", ...)``, so the metrics log writes them
 to ``metrics.jsonl`` and TensorBoard. Each scoring's full results (every row's prediction, per-category scores) go
-to ``LOG_DIR/benchmarks/iter_<N>.json`` as ``evaluate --out`` writes them. A failure on rank 0 is raised on every rank, so no rank waits forever.
-Generation runs under a forked RNG: training's random state, which checkpoints save, is left as it was.
+to ``LOG_DIR/benchmarks/iter_<N>.json`` as ``evaluate --out`` writes them. The other ranks wait on a gloo group of
+their own with a long timeout (``SCORING_TIMEOUT``), not on the training collectives, whose timeout (30 minutes) a
+large export and its generation could outlast. A failure on rank 0 is raised on every rank, so no rank waits
+forever. Generation runs under a forked RNG: training's random state, which checkpoints save, is left as it was.
 """
 
 from __future__ import annotations
 
+import datetime
 import gc
 import json
 import logging
@@ -27,6 +30,8 @@ from megatron_vl.training.trainer import Hook, StepResult, Trainer
 
 logger = logging.getLogger(__name__)
 
+SCORING_TIMEOUT = datetime.timedelta(hours=6)
+"""How long the other ranks wait for rank 0 to export and score one checkpoint."""
 BENCHMARK_EVENT = "benchmark"
 BENCHMARK_RESULTS_DIR = "benchmarks"
 """Under the stage's log folder: ``iter_<N>.json``, the full results of each scoring."""
@@ -34,8 +39,13 @@ METRIC_LABELS = {"grounding": "iou@0.5"}
 """How a score is called where the metric's own name says too little (grounding: the share of boxes at IoU >= 0.5)."""
 
 
-def _on_rank0(work: Callable[[], object]):
-    """``work()`` on rank 0, its result on every rank; rank 0's exception is raised on every rank."""
+def scoring_group() -> dist.ProcessGroup:
+    """The group every rank waits on while rank 0 scores (a collective: every rank calls it, in the same order)."""
+    return dist.new_group(backend="gloo", timeout=SCORING_TIMEOUT)
+
+
+def _on_rank0(work: Callable[[], object], group: dist.ProcessGroup):
+    """``work()`` on rank 0, its result on every rank of ``group``; rank 0's exception is raised on every rank."""
     outcome = None
     failure = None
     if dist.get_rank() == 0:
@@ -45,7 +55,7 @@ def _on_rank0(work: Callable[[], object]):
             failure = error
             outcome = ("failed", f"{type(error).__name__}: {error}")
     box = [outcome]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=group)
     status, payload = box[0]
     if failure is not None:
         raise failure
@@ -54,7 +64,7 @@ def _on_rank0(work: Callable[[], object]):
     return payload
 
 
-def check_benchmark_files(settings: BenchmarkSettings, files: tuple[str, ...]) -> None:
+def check_benchmark_files(settings: BenchmarkSettings, files: tuple[str, ...], group: dist.ProcessGroup) -> None:
     """Read every benchmark file on rank 0 at the start of the stage (a collective), so a missing or malformed file
     fails now rather than at the first evaluation."""
 
@@ -70,7 +80,7 @@ def check_benchmark_files(settings: BenchmarkSettings, files: tuple[str, ...]) -
                 )
             read_benchmark(path, metric, limit=settings.limit)
 
-    _on_rank0(check)
+    _on_rank0(check, group)
 
 
 def benchmark_values(results: dict, seconds: float) -> dict:
@@ -93,16 +103,17 @@ class BenchmarkScores(Hook):
     priority = 600
 
     def __init__(
-        self, checkpointer: Checkpointer, settings: BenchmarkSettings, files: tuple[str, ...], *, results_dir: str,
-        on_gpu: bool, bf16: bool,
+        self, checkpointer: Checkpointer, settings: BenchmarkSettings, files: tuple[str, ...], *,
+        group: dist.ProcessGroup, results_dir: str, on_gpu: bool, bf16: bool,
     ) -> None:
-        """``files``: ``settings.files`` resolved (``RunConfig.benchmark_files``); ``results_dir``: where each
-        scoring's full results go; ``on_gpu``: score on this rank's GPU, else the CPU; ``bf16``: export and generate
-        in bf16, else fp32."""
+        """``files``: ``settings.files`` resolved (``RunConfig.benchmark_files``); ``group``: ``scoring_group()``;
+        ``results_dir``: where each scoring's full results go; ``on_gpu``: score on this rank's GPU, else the CPU;
+        ``bf16``: export and generate in bf16, else fp32."""
         assert settings.every is not None
         self.checkpointer = checkpointer
         self.settings = settings
         self.files = files
+        self.group = group
         self.results_dir = Path(results_dir)
         self.device = f"cuda:{torch.cuda.current_device()}" if on_gpu else "cpu"
         self.dtype = "bf16" if bf16 else "fp32"
@@ -113,7 +124,7 @@ class BenchmarkScores(Hook):
         if result.iteration % self.settings.every and not trainer.done:
             return
         self.checkpointer.wait()
-        values = _on_rank0(lambda: self.score(result.iteration))
+        values = _on_rank0(lambda: self.score(result.iteration), self.group)
         trainer.log_metrics(BENCHMARK_EVENT, result.iteration, values)
 
     def score(self, iteration: int) -> dict:

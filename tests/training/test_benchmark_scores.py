@@ -24,11 +24,12 @@ def _hook_on_ranks(fail_at: int | None) -> dict:
     other ranks' would be -1: what every rank logs."""
     import torch.distributed as dist
 
-    from megatron_vl.training.benchmark_scores import BenchmarkScores
+    from megatron_vl.training.benchmark_scores import BenchmarkScores, scoring_group
 
     settings = BenchmarkSettings(every=2, files=("captions.jsonl",))
     checkpointer = StubCheckpointer()
-    hook = BenchmarkScores(checkpointer, settings, ("/x/captions.jsonl",), results_dir="/unused", on_gpu=False, bf16=False)
+    hook = BenchmarkScores(checkpointer, settings, ("/x/captions.jsonl",), group=scoring_group(), results_dir="/unused",
+                           on_gpu=False, bf16=False)
 
     def score(iteration):
         if iteration == fail_at:
@@ -71,11 +72,11 @@ def test_a_failure_on_rank_0_is_raised_on_every_rank(ranks):
 
 
 def _check(files: tuple[str, ...], metrics=()) -> str | None:
-    from megatron_vl.training.benchmark_scores import check_benchmark_files
+    from megatron_vl.training.benchmark_scores import check_benchmark_files, scoring_group
 
     settings = BenchmarkSettings(every=2, files=tuple(f"given/{i}.jsonl" for i in range(len(files))), metrics=metrics)
     try:
-        check_benchmark_files(settings, files)
+        check_benchmark_files(settings, files, scoring_group())
     except Exception as error:
         return f"{type(error).__name__}: {error}"
     return None
