@@ -21,6 +21,7 @@ from megatron_vl.config.model import PRESETS
 from megatron_vl.config.parallel import ParallelConfig
 from megatron_vl.config.training import (
     PRECISIONS,
+    BenchmarkSettings,
     CheckpointSettings,
     EvalSettings,
     LoggingSettings,
@@ -38,12 +39,28 @@ from megatron_vl.config.validation import (
     positive_int,
 )
 from megatron_vl.data.images import ImageSettings
-from megatron_vl.data.storage import join_location
+from megatron_vl.data.storage import is_url, join_location
 
 STAGES = ("stage1_projector", "stage2_vit", "stage3_multimodal", "stage4_32k")
 EVAL_DATASET = "eval"
 FROM_HF = "from_hf"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def benchmark_file_paths(data_root: str | os.PathLike, files: tuple[str, ...]) -> tuple[str, ...]:
+    """The recipe's benchmark files as absolute local paths: relative ones are under the data root."""
+    data_root = os.fspath(data_root)
+    resolved = []
+    for path in files:
+        if not os.path.isabs(path):
+            if is_url(data_root):
+                raise ValueError(
+                    f"benchmark file {path} is relative to the data root {data_root}, a URL; benchmarks are read from "
+                    "local files: give its absolute path in benchmarks.files"
+                )
+            path = os.path.join(data_root, path)
+        resolved.append(os.path.abspath(path))
+    return tuple(resolved)
 
 
 def packed_dataset_dir(data_root: str | os.PathLike, seq_len: int, kind: str) -> str:
@@ -112,6 +129,8 @@ class StageRecipe:
     """Console / TensorBoard interval and the MFU denominator."""
     eval: EvalSettings = EvalSettings()
     """Held-out loss interval and size."""
+    benchmarks: BenchmarkSettings = BenchmarkSettings()
+    """Benchmark scores of the saved checkpoints during training; off by default."""
     image_settings: ImageSettings = ImageSettings()
     """Image preprocessing the packed datasets were made with."""
     seed: int = 1234
@@ -145,6 +164,13 @@ class StageRecipe:
         one_of(owner, "precision", self.precision, PRECISIONS)
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
             raise ValueError(f"StageRecipe {self.name}: init_from must be a stage name, 'from_hf', a path or None")
+        every = self.benchmarks.every
+        if every is not None and every % self.checkpoint.save_every:
+            raise ValueError(
+                f"{owner}: benchmarks.every={every} is not a multiple of checkpoint.save_every="
+                f"{self.checkpoint.save_every}; the benchmarks score the checkpoint saved at that iteration: set "
+                f"benchmarks.every to a multiple of {self.checkpoint.save_every}"
+            )
         if self.init_from == self.name:
             raise ValueError(
                 f"StageRecipe {self.name}: init_from names the stage itself; a stage resumes from its own "

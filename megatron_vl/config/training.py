@@ -1,9 +1,11 @@
 """How a stage trains: which modules at which learning rate, the optimizer, the LR schedule, recompute,
-checkpointing, logging and evaluation. A stage recipe (``megatron_vl.config.recipe``) composes these."""
+checkpointing, logging, evaluation and benchmark scores. A stage recipe (``megatron_vl.config.recipe``) composes
+these."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from megatron_vl.config.validation import fraction, non_negative_number, one_of, positive_int, positive_number
 
@@ -166,3 +168,62 @@ class EvalSettings:
     def __post_init__(self) -> None:
         positive_int("EvalSettings", "every", self.every, optional=True)
         positive_int("EvalSettings", "samples", self.samples, optional=True)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BenchmarkSettings:
+    """Benchmark scores during training: rank 0 exports the checkpoint just saved to a temporary Hugging Face folder
+    and scores it with ``checkpoints_tools.evaluate`` (greedy generation on its own device, the run's precision);
+    the scores go to ``metrics.jsonl`` and TensorBoard next to the loss. Every rank waits meanwhile, so keep the
+    files small (or set ``limit``)."""
+
+    every: int | None = None
+    """Score every this many iterations (a multiple of ``checkpoint.save_every``) and at the end of the stage;
+    None: never."""
+    files: tuple[str, ...] = ()
+    """Benchmark files as ``checkpoints_tools.evaluate`` reads them (VLMEvalKit ``.tsv``, grounding or caption
+    ``.jsonl``): absolute paths, or paths relative to the data root. Their names (without suffix) name the scores,
+    so they must differ."""
+    metrics: tuple[str | None, ...] = ()
+    """The metric of each file, in order (None: inferred from the file); empty: every metric inferred."""
+    limit: int | None = None
+    """Score only the first this many rows of each file; None: all rows."""
+    batch_size: int = 8
+    """Rows generated together."""
+    max_new_tokens: int | None = None
+    """Tokens per answer; None: ``evaluate``'s default for the metric (32 multiple choice, 128 grounding, else 64)."""
+
+    def __post_init__(self) -> None:
+        positive_int("BenchmarkSettings", "every", self.every, optional=True)
+        positive_int("BenchmarkSettings", "limit", self.limit, optional=True)
+        positive_int("BenchmarkSettings", "batch_size", self.batch_size)
+        positive_int("BenchmarkSettings", "max_new_tokens", self.max_new_tokens, optional=True)
+        files, metrics = tuple(self.files), tuple(self.metrics)
+        object.__setattr__(self, "files", files)
+        object.__setattr__(self, "metrics", metrics)
+        if any(not isinstance(path, str) or not path for path in files):
+            raise ValueError(f"BenchmarkSettings.files={list(files)!r} must be file paths (strings)")
+        if self.every is not None and not files:
+            raise ValueError(
+                f"BenchmarkSettings.every={self.every} scores no files: name them first, e.g. --set "
+                "'benchmarks.files=[\"benchmarks/captions.jsonl\"]' before --set benchmarks.every=N"
+            )
+        names = [Path(path).stem for path in files]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(
+                f"BenchmarkSettings.files: several files are named {repeated}; the name (without suffix) names the "
+                "scores, so rename or copy one of them"
+            )
+        if metrics and len(metrics) != len(files):
+            raise ValueError(
+                f"BenchmarkSettings.metrics has {len(metrics)} entries for {len(files)} files; give one per file "
+                "(null: inferred), or none to infer them all"
+            )
+        if any(metric is not None and (not isinstance(metric, str) or not metric) for metric in metrics):
+            raise ValueError(f"BenchmarkSettings.metrics={list(metrics)!r} must be metric names or null")
+
+    @property
+    def names(self) -> list[str]:
+        """What each file's scores are called: its file name without the suffix."""
+        return [Path(path).stem for path in self.files]

@@ -1,8 +1,10 @@
 """Assemble a stage's run on the initialised process groups: the parallelized model, the loaders, the
-model step, the hooks (metrics, eval, profiling, signals, checkpoints; their priorities order them) and the
-trainer."""
+model step, the hooks (metrics, eval, profiling, signals, checkpoints, benchmark scores; their priorities order
+them) and the trainer."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.distributed as dist
@@ -11,6 +13,12 @@ from megatron.core.process_groups_config import ProcessGroupCollection
 from megatron_vl.data.eval_loader import EvalLoader
 from megatron_vl.data.train_loader import TrainLoader
 from megatron_vl.tokenizer import Tokenizer
+from megatron_vl.training.benchmark_scores import (
+    BENCHMARK_RESULTS_DIR,
+    BenchmarkScores,
+    check_benchmark_files,
+    scoring_group,
+)
 from megatron_vl.training.checkpointing import Checkpointer, CheckpointHook
 from megatron_vl.training.evaluation import EvalHook
 from megatron_vl.training.fault_injection import FaultInjection, FaultInjectionHook
@@ -28,6 +36,10 @@ def build_trainer(run: RunConfig, tokenizer: Tokenizer, pg_collection: ProcessGr
     (``checkpointer.resume`` / ``load_weights`` then set where it starts)."""
     recipe = run.recipe
     platform = run.platform
+    benchmark_group = None
+    if recipe.benchmarks.every:
+        benchmark_group = scoring_group()
+        check_benchmark_files(recipe.benchmarks, run.benchmark_files, benchmark_group)
     device = torch.device("cuda", torch.cuda.current_device()) if platform.on_gpu else torch.device("cpu")
     trainable = parallelize(run, pg_collection)
     dp_rank, dp_size = pg_collection.dp.rank(), pg_collection.dp.size()
@@ -48,6 +60,10 @@ def build_trainer(run: RunConfig, tokenizer: Tokenizer, pg_collection: ProcessGr
         eval_loader = EvalLoader(run.data, tokenizer_fingerprint=tokenizer.fingerprint, data_parallel_rank=dp_rank,
                                  data_parallel_size=dp_size, tokens_per_second=tokens_per_second)
         hooks.append(EvalHook(eval_loader, recipe.eval.every))
+    if recipe.benchmarks.every:
+        hooks.append(BenchmarkScores(checkpointer, recipe.benchmarks, run.benchmark_files, group=benchmark_group,
+                                     results_dir=os.path.join(run.log_dir, BENCHMARK_RESULTS_DIR),
+                                     on_gpu=platform.on_gpu, bf16=run.bf16))
     fault = FaultInjection.from_environment()
     if fault is not None:
         hooks.append(FaultInjectionHook(fault))

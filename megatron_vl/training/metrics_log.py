@@ -2,8 +2,10 @@
 
 Every ``Trainer.log_metrics`` event reaches ``on_metrics``. ``LOG_DIR/metrics.jsonl`` gets one line per event:
 per step (``"event": "train"``: iteration, loss, grad norm, LR per module, tokens/s, FLOPs, MFU where the
-accelerator's peak is known, consumed tokens, loss tokens per kind) and per evaluation (``"event": "eval"``:
-iteration, loss, loss tokens). The console and TensorBoard get the average over each ``log_every`` window
+accelerator's peak is known, consumed tokens, loss tokens per kind), per evaluation (``"event": "eval"``:
+iteration, loss, loss tokens) and per benchmark scoring (``"event": "benchmark"``: iteration, ``scores``
+``{"<file>/<metric>": score}``, rows per file, seconds; shown at once on the console and in TensorBoard as
+``benchmark/<file>/<metric>``). The console and TensorBoard get the average over each ``log_every`` window
 of steps (and the last, shorter window when the run ends). On resume, lines and TensorBoard events after
 the resumed iteration (written by the interrupted run) are dropped, so both show the history the
 checkpoints hold.
@@ -81,6 +83,12 @@ class MetricsLog(Hook):
                 metrics.iteration, values["loss"], values["loss_tokens"], values["seconds"],
             )
             self._tensorboard.add_scalar("eval/loss", values["loss"], metrics.iteration)
+            self._tensorboard.flush()
+        elif metrics.event == "benchmark":
+            scores = " | ".join(f"{name.replace('/', ' ')} {score:.3f}" for name, score in values["scores"].items())
+            logger.info("benchmark at iter %d | %s | %.1f s", metrics.iteration, scores, values["seconds"])
+            for name, score in values["scores"].items():
+                self._tensorboard.add_scalar(f"benchmark/{name}", score, metrics.iteration)
             self._tensorboard.flush()
 
     def _mfu(self, steps: list[dict]) -> float | None:

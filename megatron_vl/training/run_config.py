@@ -19,7 +19,7 @@ from pathlib import Path
 
 from megatron_vl.config.data import DataConfig
 from megatron_vl.config.model import VLModelConfig, model_preset
-from megatron_vl.config.recipe import EVAL_DATASET, StageRecipe, packed_dataset_dir
+from megatron_vl.config.recipe import EVAL_DATASET, StageRecipe, benchmark_file_paths, packed_dataset_dir
 from megatron_vl.data.storage import is_url
 from megatron_vl.runtime.platform import Platform
 from megatron_vl.tokenizer import Tokenizer
@@ -88,6 +88,8 @@ class RunConfig:
     """Checkpoint folder a new stage takes its weights from (None: random weights)."""
     train_iterations: int
     """Optimizer steps of the stage."""
+    benchmark_files: tuple[str, ...]
+    """The recipe's ``benchmarks.files`` as absolute paths (relative ones are under the data root)."""
     platform: Platform
     """The device, layer backend and collectives this run uses, decided once at start."""
     bf16: bool
@@ -131,6 +133,7 @@ def resolve_run(recipe: StageRecipe, paths: RunPaths, tokenizer: Tokenizer, plat
         log_dir=str(Path(paths.log_root) / recipe.name),
         init_from=init_from,
         train_iterations=recipe.train_iterations,
+        benchmark_files=benchmark_file_paths(paths.data_root, recipe.benchmarks.files),
         platform=platform,
         bf16=bf16,
     )

@@ -11,8 +11,9 @@ The hook contract:
   also when a step or another hook raised (an ``ExitStack``), so signal handlers are restored, profilers
   stopped and files closed whatever happens.
 * Hooks run in increasing ``priority`` (ties keep the order given). The hooks of a stage: metrics (100),
-  evaluation (200), profiling (300), stop on signal (400), checkpoints (500): the step where every rank agreed
-  to stop is known before the checkpoint hook decides to save it.
+  evaluation (200), profiling (300), stop on signal (400), checkpoints (500), benchmark scores (600): the step
+  where every rank agreed to stop is known before the checkpoint hook decides to save it, and the benchmarks
+  score the checkpoint it saved.
 * Metrics reach hooks through one fan-out: ``trainer.log_metrics(event, iteration, values)`` calls every
   hook's ``on_metrics`` (the metrics log writes them; an evaluation hook produces them).
 * A hook stops the run with ``trainer.request_stop(reason)``.

@@ -29,3 +29,30 @@ def test_plots_stages_in_curriculum_order(tmp_path, capsys):
 def test_no_metrics_is_a_clear_error(tmp_path, capsys):
     assert loss_plot.main(["--log-root", str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
     assert "pass the --log-root" in capsys.readouterr().err
+
+
+def test_benchmark_scores_get_a_panel_and_the_last_ones_a_column(tmp_path, capsys):
+    _write_metrics(tmp_path / "stage1_projector", [6.0, 5.0, 4.0, 3.5])
+    _write_metrics(tmp_path / "stage2_vit", [3.0, 2.5])
+    records = [
+        ("stage1_projector", 2, {"captions/cider": 0.125}), ("stage1_projector", 4, {"captions/cider": 0.25}),
+        ("stage2_vit", 2, {"captions/cider": 0.5, "shapes/iou@0.5": 0.75}),
+    ]
+    for stage, iteration, scores in records:
+        with open(tmp_path / stage / METRICS_FILE, "a") as file:
+            file.write(json.dumps({"event": "benchmark", "iteration": iteration, "scores": scores, "seconds": 1.0}) + "\n")
+    out = tmp_path / "losses.png"
+    assert loss_plot.main(["--log-root", str(tmp_path), "--out", str(out)]) == 0
+    curves = loss_plot.stage_curves(tmp_path)
+    assert curves[0]["benchmark"] == [(2, {"captions/cider": 0.125}), (4, {"captions/cider": 0.25})]
+    assert loss_plot.stage_offsets(curves) == [0, 4]
+    assert loss_plot.score_names(curves) == ["captions/cider", "shapes/iou@0.5"]
+    without = tmp_path / "without"
+    _write_metrics(without / "stage1_projector", [6.0, 5.0])
+    loss_plot.main(["--log-root", str(without), "--out", str(tmp_path / "plain.png")])
+    assert Image.open(out).size[0] > Image.open(tmp_path / "plain.png").size[0]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("last benchmark scores")
+    assert lines[1].endswith("captions/cider 0.2500 (iter 4)")
+    assert lines[2].endswith("captions/cider 0.5000  shapes/iou@0.5 0.7500 (iter 2)")
+    assert "benchmark" not in lines[4]

@@ -2,9 +2,11 @@
 128-token packs): kill -9 and resume, SIGTERM, resume at another TP, stage 1 freezing, a stage transition.
 
 Stage 1 runs at the recipe's TP=2 for 6 iterations (checkpoints every 2, eval every 3) from a model-only
-checkpoint as ``checkpoints_tools.from_hf`` writes it (saved at TP=1).
+checkpoint as ``checkpoints_tools.from_hf`` writes it (saved at TP=1). Stage 2 also scores two small benchmark
+files on the checkpoint it saves (``benchmarks``).
 """
 
+import json
 import os
 import shutil
 import signal
@@ -12,7 +14,13 @@ import signal
 import pytest
 import torch
 
+from checkpoints_tools.evaluate import evaluate_folder
+from checkpoints_tools.hf_inputs import draw_image
+from checkpoints_tools.to_hf import export
 from megatron_vl.training import checkpoint_files
+from megatron_vl.training.benchmark_scores import benchmark_values
+from megatron_vl.training.metrics_file import read_metrics
+from tests.checkpoints_tools.benchmark_scoring.test_jsonl_benchmarks import write_jsonl
 from tests.training import torchrun
 from tests.training.init_checkpoint import checkpoint_tensors
 
@@ -105,12 +113,40 @@ def test_stage1_changes_the_projector_only(init_checkpoint, reference):
     assert optimizer_keys and all(".vision_projection." in key for key in optimizer_keys)
 
 
-def test_new_stage_takes_the_weights_and_a_fresh_optimizer(data_root, reference):
-    """Stage 2 (ViT + projector, at the recipe's TP=1 x DP=2) from stage 1's checkpoints (TP=2); it also
-    profiles its second step."""
+BENCHMARK_SETTINGS = dict(batch_size=2, max_new_tokens=4)
+
+
+@pytest.fixture(scope="module")
+def benchmark_files(tmp_path_factory):
+    """A caption file and a grounding file of two rows each, pictures next to them."""
+    root = tmp_path_factory.mktemp("benchmarks")
+    for index, size in enumerate([(80, 64), (60, 90), (120, 80), (64, 64)]):
+        draw_image(*size, index).save(root / f"picture{index}.png")
+    captions = write_jsonl(root / "captions.jsonl", [
+        {"image": "picture0.png", "captions": ["a red circle and a blue square", "shapes on a tint"]},
+        {"image": "picture1.png", "captions": ["coloured shapes"]},
+    ])
+    shapes = write_jsonl(root / "shapes.jsonl", [
+        {"image": "picture2.png", "query": "the red circle", "boxes": [[10, 20, 60, 70]]},
+        {"image": "picture3.png", "query": "the blue square", "boxes": [[0, 0, 32, 32]]},
+    ])
+    return [captions, shapes]
+
+
+@pytest.fixture(scope="module")
+def stage2(data_root, reference, benchmark_files):
+    """Stage 2 (ViT + projector, at the recipe's TP=1 x DP=2) from stage 1's checkpoints (TP=2) for 2 iterations;
+    it profiles its second step and scores the benchmark files on its last checkpoint."""
+    files = ", ".join(f'"{path}"' for path in benchmark_files)
     torchrun.run(stage=STAGE2, nproc=2, data_root=data_root, checkpoint_root=reference,
                  overrides=(f"global_batch_size={BATCH}", f"train_tokens={2 * BATCH * 128}", "checkpoint.save_every=2",
-                            "eval.every=2", "logging.profile_steps=[2, 2]"))
+                            "eval.every=2", "logging.profile_steps=[2, 2]", f"benchmarks.files=[{files}]",
+                            "benchmarks.every=2", *(f"benchmarks.{name}={value}" for name, value in BENCHMARK_SETTINGS.items())))
+    return reference
+
+
+def test_new_stage_takes_the_weights_and_a_fresh_optimizer(stage2):
+    reference = stage2
     assert sorted(torchrun.losses(reference, STAGE2)) == [1, 2]
     stage1 = checkpoint_tensors(checkpoint_files.iteration_dir(reference / STAGE1, ITERATIONS))
     stage2 = checkpoint_tensors(checkpoint_files.iteration_dir(reference / STAGE2, 2))
@@ -150,3 +186,29 @@ def test_training_from_an_s3_data_root_gives_the_local_losses(data_root, init_ch
     assert "s3://datasets/root/packed/128/caption" in (tmp_path / "logs" / STAGE1 / "config.json").read_text()
     assert torchrun.losses(tmp_path, STAGE1) == torchrun.losses(reference, STAGE1), log[-3000:]
     assert torchrun.eval_losses(tmp_path, STAGE1) == torchrun.eval_losses(reference, STAGE1)
+
+
+def test_benchmark_scores_of_the_saved_checkpoint_reach_the_metrics(stage2, benchmark_files, tmp_path):
+    """The end of stage 2 (iteration 2, also a multiple of benchmarks.every) is scored once, after its save: the
+    record holds the scores, and LOG_DIR/benchmarks the predictions, that evaluate_folder gives on the export of
+    that checkpoint."""
+    (record,) = read_metrics(stage2 / "logs" / STAGE2, "benchmark")
+    assert record["iteration"] == 2 and record["rows"] == {"captions": 2, "shapes": 2} and record["seconds"] > 0
+    assert list(record["scores"]) == ["captions/cider", "shapes/iou@0.5", "shapes/mean_iou"]
+    export(checkpoint_files.iteration_dir(stage2 / STAGE2, 2), tmp_path / "hf", progress=False)
+    # One thread, as torchrun's ranks generate: greedy answers then agree bit for bit.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        results = evaluate_folder(tmp_path / "hf", benchmark_files, device="cpu", progress=False, **BENCHMARK_SETTINGS)
+    finally:
+        torch.set_num_threads(threads)
+    assert record["scores"] == pytest.approx(benchmark_values(results, 0.0)["scores"])
+    iteration_dir = checkpoint_files.iteration_dir(stage2 / STAGE2, 2)
+    saved = json.loads((stage2 / "logs" / STAGE2 / "benchmarks" / f"{iteration_dir.name}.json").read_text())
+    assert saved["model"] == f"{iteration_dir} (iteration 2)"
+    for saved_file, result in zip(saved["files"], results["files"]):
+        assert saved_file["path"] == result["path"]
+        assert [row["prediction"] for row in saved_file["predictions"]] == [row["prediction"] for row in result["predictions"]]
+    log = (stage2 / f"{STAGE2}.log").read_text()
+    assert "benchmark at iter 2 | captions cider " in log and " | shapes iou@0.5 " in log

@@ -11,4 +11,10 @@ demo) reads 1024-token packs in stages 1-3 and 2048-token packs in stage 4. ``ev
 held-out set of each sequence length. Each stage starts from the previous stage's checkpoints under
 ``$MVL_CHECKPOINT_ROOT/<previous stage>``; stage 1 of ``mimo_vl_7b`` starts from
 ``$MVL_CHECKPOINT_ROOT/from_hf`` (``checkpoints_tools.from_hf`` output), stage 1 of ``tiny`` from random weights.
+
+Benchmark scores during training (``StageRecipe.benchmarks``) are off in every recipe: each scoring exports
+the checkpoint and generates on rank 0 while the other ranks wait. Turn them on for a run with small files,
+e.g. ``--set 'benchmarks.files=["benchmarks/captions.jsonl", "benchmarks/refcoco_small.jsonl"]' --set
+benchmarks.every=2000 --set benchmarks.limit=200`` (files relative to ``$MVL_DATA_ROOT`` or absolute; ``every`` a
+multiple of ``checkpoint.save_every``).
 """
