@@ -192,6 +192,13 @@ class BenchmarkSettings:
     """Rows generated together."""
     max_new_tokens: int | None = None
     """Tokens per answer; None: ``evaluate``'s default for the metric (32 multiple choice, 128 grounding, else 64)."""
+    chat: bool = True
+    """Ask through the chat template; False: each row's images then its prompt, as a pre-training document reads
+    (``evaluate --no-chat``: a model that has seen no chat turns, such as the demo's)."""
+    caption_prompt: str | None = None
+    """Prompt of caption rows; None: ``evaluate``'s default (empty: the model continues after the image, no chat)."""
+    grounding_prompt: str | None = None
+    """Prompt of grounding rows with ``{query}``; None: ``evaluate``'s default."""
 
     def __post_init__(self) -> None:
         positive_int("BenchmarkSettings", "every", self.every, optional=True)

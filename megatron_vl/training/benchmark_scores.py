@@ -129,6 +129,7 @@ class BenchmarkScores(Hook):
 
     def score(self, iteration: int) -> dict:
         """Export the published checkpoint of ``iteration`` and score it (rank 0)."""
+        from checkpoints_tools.benchmark_scoring.benchmark_files import PromptSettings
         from checkpoints_tools.evaluate import evaluate_folder
         from checkpoints_tools.to_hf import export
 
@@ -141,10 +142,13 @@ class BenchmarkScores(Hook):
             hf_dir = Path(temporary) / "hf"
             export(directory, hf_dir, dtype=self.dtype, progress=False)
             settings = self.settings
+            prompts = {name: value for name in ("caption_prompt", "grounding_prompt")
+                       if (value := getattr(settings, name)) is not None}
             results = evaluate_folder(
                 hf_dir, list(self.files), metrics=list(settings.metrics) or None, limit=settings.limit,
                 batch_size=settings.batch_size, device=self.device, dtype=self.dtype,
-                max_new_tokens=settings.max_new_tokens, progress=False,
+                max_new_tokens=settings.max_new_tokens, prompts=PromptSettings(chat=settings.chat, **prompts),
+                progress=False,
             )
         results["model"] = f"{directory} (iteration {iteration})"
         self.results_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import signal
 import pytest
 import torch
 
+from checkpoints_tools.benchmark_scoring.benchmark_files import PromptSettings
 from checkpoints_tools.evaluate import evaluate_folder
 from checkpoints_tools.hf_inputs import draw_image
 from checkpoints_tools.to_hf import export
@@ -136,12 +137,14 @@ def benchmark_files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stage2(data_root, reference, benchmark_files):
     """Stage 2 (ViT + projector, at the recipe's TP=1 x DP=2) from stage 1's checkpoints (TP=2) for 2 iterations;
-    it profiles its second step and scores the benchmark files on its last checkpoint."""
+    it profiles its second step and scores the benchmark files on its last checkpoint, asked as a base model is
+    (no chat template, an empty caption prompt)."""
     files = ", ".join(f'"{path}"' for path in benchmark_files)
     torchrun.run(stage=STAGE2, nproc=2, data_root=data_root, checkpoint_root=reference,
                  overrides=(f"global_batch_size={BATCH}", f"train_tokens={2 * BATCH * 128}", "checkpoint.save_every=2",
                             "eval.every=2", "logging.profile_steps=[2, 2]", f"benchmarks.files=[{files}]",
-                            "benchmarks.every=2", *(f"benchmarks.{name}={value}" for name, value in BENCHMARK_SETTINGS.items())))
+                            *(f"benchmarks.{name}={value}" for name, value in BENCHMARK_SETTINGS.items()),
+                            "benchmarks.chat=false", 'benchmarks.caption_prompt=""', "benchmarks.every=2"))
     return reference
 
 
@@ -200,7 +203,8 @@ def test_benchmark_scores_of_the_saved_checkpoint_reach_the_metrics(stage2, benc
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        results = evaluate_folder(tmp_path / "hf", benchmark_files, device="cpu", progress=False, **BENCHMARK_SETTINGS)
+        results = evaluate_folder(tmp_path / "hf", benchmark_files, device="cpu", progress=False,
+                                  prompts=PromptSettings(chat=False, caption_prompt=""), **BENCHMARK_SETTINGS)
     finally:
         torch.set_num_threads(threads)
     assert record["scores"] == pytest.approx(benchmark_values(results, 0.0)["scores"])
