@@ -8,7 +8,8 @@ Files are VLMEvalKit TSVs (multiple choice, open VQA) and grounding / caption JS
 ``--metric`` (one for all files, or one per file in order, ``auto`` to infer that one) or the metric its format
 implies. Rows are answered by greedy generation (transformers, batched with left padding; or ``--engine vllm``),
 with the folder's processor and chat template as its users build inputs. Prints a table per file and category;
-``--out`` writes the scores, the per-category scores and every row's prediction as JSON.
+``--out`` writes the scores, the per-category scores and every row's prediction as JSON. ``--chance`` scores no
+model: each row is answered with the next row's reference answer, the chance level to read scores against.
 """
 
 from __future__ import annotations
@@ -102,6 +103,27 @@ def evaluate_folder(
     return {"model": str(hf_dir), "engine": engine, "device": device, "files": results}
 
 
+def chance_levels(
+    benchmark_files: list[str | Path], *, metrics: list[str | None] | None = None, limit: int | None = None
+) -> dict:
+    """The chance level of each file (``benchmark_scoring.chance``), as ``evaluate_folder`` reports scores; boxes
+    are placed through the default image settings."""
+    from checkpoints_tools.benchmark_scoring.chance import chance_answers, image_sizes
+    from checkpoints_tools.benchmark_scoring.row_scoring import score_rows
+    from checkpoints_tools.benchmark_scoring.score_report import file_result
+    from megatron_vl.data.images import ImageSettings
+
+    metrics = list(metrics) if metrics is not None else [None] * len(benchmark_files)
+    results = []
+    for path, metric in zip(benchmark_files, metrics):
+        benchmark = read_benchmark(path, metric, limit=limit, prompts=PromptSettings())
+        sizes = image_sizes(benchmark)
+        answers = chance_answers(benchmark, sizes, ImageSettings())
+        results.append(file_result(benchmark, answers, score_rows(benchmark, answers, sizes, ImageSettings())))
+    return {"model": "chance: each row answered with the next row's reference", "engine": None, "device": None,
+            "files": results}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m checkpoints_tools.evaluate", description=__doc__,
@@ -110,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--hf", type=Path, help="an exported Hugging Face folder (to_hf output)")
     model.add_argument("--ckpt", help="a checkpoint root or iter_* directory, exported to a temporary folder first")
+    model.add_argument(
+        "--chance", action="store_true",
+        help="no model: score the chance level (each row answered with the next row's reference answer)",
+    )
     parser.add_argument("--iteration", type=int, help="with --ckpt: the iteration to score (default: the latest)")
     parser.add_argument("files", nargs="+", type=Path, help="benchmark files: VLMEvalKit .tsv, grounding or caption .jsonl")
     parser.add_argument(
@@ -163,7 +189,9 @@ def run(args: argparse.Namespace) -> int:
             chat=not args.no_chat,
         ),
     )
-    if args.hf is not None:
+    if args.chance:
+        results = chance_levels(args.files, metrics=options["metrics"], limit=args.limit)
+    elif args.hf is not None:
         results = evaluate_folder(args.hf, args.files, **options)
     else:
         from checkpoints_tools.to_hf import export

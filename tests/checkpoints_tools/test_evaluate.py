@@ -176,3 +176,24 @@ def test_command_user_errors(exported, files, tmp_path, capsys):
     assert "--iteration picks an iteration of --ckpt" in capsys.readouterr().err
     assert evaluate_command.main(["--hf", str(tmp_path), str(files[0])]) == 2
     assert "has no config.json" in capsys.readouterr().err
+
+
+def test_chance_answers_each_row_with_the_next_rows_reference(files):
+    mc, docvqa, grounding, captions = files
+    results = evaluate_command.chance_levels([mc, docvqa, grounding, captions])
+    mc_result, docvqa_result, grounding_result, caption_result = results["files"]
+    # MC answers A, B, A -> answered B, A, A: only the last row is right by chance.
+    assert [row["prediction"] for row in mc_result["predictions"]] == ["B", "A", "A"]
+    assert mc_result["score"] == pytest.approx(1 / 3)
+    assert [row["prediction"] for row in docvqa_result["predictions"]] == ["85", "Report"]
+    assert [row["prediction"] for row in caption_result["predictions"]] == ["coloured shapes", "a red circle and a blue square"]
+    # The 90x60 picture's first box covers its top left quarter: placed on the 300x200 screen, the top left quarter.
+    first, second = grounding_result["predictions"]
+    assert first["box"] == pytest.approx([0, 0, 150, 100], abs=2)
+    assert second["box"] == pytest.approx([3, 6, 33, 36], abs=1)
+    assert grounding_result["score"] == pytest.approx(0.0) and grounding_result["mean_iou"] > 0
+
+
+def test_chance_from_the_command_line_needs_no_model(files, capsys):
+    assert evaluate_command.main(["--chance", str(files[0])]) == 0
+    assert "MMBench_DEV_EN.tsv  multiple_choice" in capsys.readouterr().out
