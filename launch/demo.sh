@@ -5,9 +5,12 @@
 #
 #   1. draw a demo corpus of every data kind (pictures, videos, GUI screens, text), train a tokenizer,
 #      ingest (videos sampled at 2 fps, frames of 56x56 to 112x112 pixels), pack at 1024 and 2048 tokens
-#   2. the four curriculum stages of the `tiny` model on 2 ranks (launch/local.sh; TP=2 or PP=2 per recipe)
+#   2. the LLM's text-only warm-up (stage 0: tiny's LLM starts random, MiMo-VL's is pretrained), then the four
+#      curriculum stages of the `tiny` model on 2 ranks (launch/local.sh; TP=2, DP=2 or PP=2 per recipe); each
+#      stage's last checkpoint is scored on held-out drawn pictures (captions: CIDEr-D, grounding: IoU@0.5)
 #   3. convert the last checkpoint to a Hugging Face Qwen2.5-VL folder and verify its logits
-#   4. transformers captions a held-out drawn picture; the four stages' loss curves go to OUT_DIR/losses.png
+#   4. the scores per stage beside the chance level; transformers captions a held-out picture; the loss curves
+#      and the scores go to OUT_DIR/losses.png
 #
 # Installs the package first when it is missing (the CPU build of torch, then this repository).
 # Environment: MVL_DEMO_SAMPLES (documents per kind, default 500), MVL_DEMO_STEPS_SCALE (multiplies
@@ -28,7 +31,7 @@ fi
 
 export MVL_MODEL=tiny MVL_DATA_ROOT="$OUT/data" MVL_CHECKPOINT_ROOT="$OUT/checkpoints" MVL_LOG_ROOT="$OUT/logs"
 export MVL_TOKENIZER="$OUT/data/tokenizer"
-STAGES=(stage1_projector stage2_vit stage3_multimodal stage4_32k)
+STAGES=(stage0_language stage1_projector stage2_vit stage3_multimodal stage4_32k)
 # The packed datasets the stages blend (DATA_ROOT/packed/<seq_len>/<kind>), stage 4's long ones at 2048 tokens.
 KINDS=(caption interleaved ocr grounding cot text video_caption video_grounding gui)
 LONG_KINDS=(long video_long)
@@ -53,7 +56,8 @@ step() { echo; echo "== $*"; }
 
 step "1/4 data: demo corpus -> tokenizer -> sample shards -> packed shards under $OUT/data"
 "$PY" -m data_prep demo-corpus --out "$OUT/raw/train" --seed 0 --samples-per-kind "$SAMPLES"
-"$PY" -m data_prep demo-corpus --out "$OUT/raw/eval" --seed 1 --samples-per-kind 40 --long-samples 0
+"$PY" -m data_prep demo-corpus --out "$OUT/raw/eval" --seed 1 --samples-per-kind 40 --long-samples 0 \
+    --language-samples 0 --benchmark-files
 "$PY" -m data_prep train-tokenizer --input "$OUT/raw/train" --vocab-size 4096 --out "$MVL_TOKENIZER"
 for split in train eval; do
     kinds=("${KINDS[@]}")
@@ -80,22 +84,33 @@ for kind in "${LONG_KINDS[@]}"; do
         --out "$MVL_DATA_ROOT/packed/2048/$kind" --seq-len 2048
     "$PY" -m data_prep verify "$MVL_DATA_ROOT/packed/2048/$kind"
 done
+"$PY" -m data_prep ingest --input "$OUT/raw/train/language.jsonl" --out "$OUT/shards/train/language" --overwrite
+"$PY" -m data_prep pack --input "$OUT/shards/train/language" --tokenizer "$MVL_TOKENIZER" \
+    --out "$MVL_DATA_ROOT/packed/1024/language" --seq-len 1024
 
-step "2/4 training: the four curriculum stages of tiny on 2 CPU ranks"
+step "2/4 training: the text warm-up and the four curriculum stages of tiny on 2 CPU ranks"
+# Each stage's last checkpoint answers the held-out pictures as a pre-training document reads: the picture, then
+# nothing (a caption follows) or the grounding query and a new line (the boxes follow). every=10^6: only at the end.
+BENCHMARKS="$OUT/raw/eval/benchmarks"
+BENCHMARK_ARGS="--set benchmarks.files=[\"$BENCHMARKS/captions.jsonl\",\"$BENCHMARKS/grounding.jsonl\"]
+    --set benchmarks.chat=false --set benchmarks.caption_prompt=\"\" --set benchmarks.grounding_prompt=\"{query}\\n\"
+    --set benchmarks.batch_size=20 --set benchmarks.every=1000000"
 for stage in "${STAGES[@]}"; do
     tokens="$("$PY" -m megatron_vl.training.train --recipe "$stage" --model tiny --dry-run \
         | "$PY" -c "import json, sys; print(int(json.load(sys.stdin)['recipe']['train_tokens'] * $SCALE))")"
-    MVL_TRAIN_ARGS="--set train_tokens=$tokens" bash launch/local.sh "$stage" 2
+    MVL_TRAIN_ARGS="--set train_tokens=$tokens $BENCHMARK_ARGS" bash launch/local.sh "$stage" 2
 done
 
 step "3/4 conversion: the last checkpoint -> Hugging Face folder $OUT/hf, verified against transformers"
 "$PY" -m checkpoints_tools.to_hf --ckpt "$MVL_CHECKPOINT_ROOT/stage4_32k" --out "$OUT/hf"
 "$PY" -m checkpoints_tools.verify --ckpt "$MVL_CHECKPOINT_ROOT/stage4_32k" --hf "$OUT/hf"
 
-step "4/4 transformers captions a held-out drawn picture; loss curves"
+step "4/4 scores per stage on held-out pictures, beside chance (each picture answered with another's reference)"
+"$PY" -m megatron_vl.training.loss_plot --log-root "$MVL_LOG_ROOT" --out "$OUT/losses.png"
+"$PY" -m checkpoints_tools.evaluate --chance "$BENCHMARKS/captions.jsonl" "$BENCHMARKS/grounding.jsonl"
+echo
 read -r image caption < <("$PY" -c "import json, sys; d = json.loads(open(sys.argv[1]).readline()); print(d['image'], d['caption'])" "$OUT/raw/eval/caption.jsonl")
 echo "picture $OUT/raw/eval/$image, drawn as: $caption"
 "$PY" -m checkpoints_tools.generate --hf "$OUT/hf" --image "$OUT/raw/eval/$image" --no-chat --prompt "" --max-new-tokens 32
-"$PY" -m megatron_vl.training.loss_plot --log-root "$MVL_LOG_ROOT" --out "$OUT/losses.png"
 echo
 echo "demo complete: data $MVL_DATA_ROOT, checkpoints $MVL_CHECKPOINT_ROOT, HF model $OUT/hf, losses $OUT/losses.png"

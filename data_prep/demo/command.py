@@ -2,17 +2,22 @@
 
 Writes, under --out, one JSONL per kind in ingest's raw schema (caption.jsonl, interleaved.jsonl,
 ocr.jsonl, grounding.jsonl, cot.jsonl, text.jsonl, video_caption.jsonl, video_grounding.jsonl,
-interleaved_video.jsonl, gui.jsonl) plus the stage-4 long documents (interleaved_long.jsonl: 8-16
+interleaved_video.jsonl, gui.jsonl, language.jsonl: picture documents' text without pictures, for the
+LLM's text-only warm-up) plus the stage-4 long documents (interleaved_long.jsonl: 8-16
 larger pictures, cot_long.jsonl: long running sums, video_caption_long.jsonl: 8-16 s videos), the
 pictures it draws under images/ (PNG, some JPEG, mostly non-square) and the videos under videos/
 (H.264 MP4): shapes with captions that describe them, shapes at known boxes for grounding, rendered
 text for OCR, pictures between text for interleaved documents, arithmetic with <think> traces,
 moving shapes with captions that say what happens when and the time spans of events, and GUI
 screenshots with instructions answered by targets or actions. The same --seed gives the same bytes.
+--benchmark-files also writes the caption and grounding documents as benchmark files for
+checkpoints_tools.evaluate (the demo scores each stage on a held-out corpus drawn with another seed).
 
 examples:
   python -m data_prep demo-corpus --out demo_raw/ --samples-per-kind 500
   python -m data_prep demo-corpus --out demo_raw/ --kinds video_caption video_grounding gui --samples-per-kind 50
+  python -m data_prep demo-corpus --out held_out/ --seed 1 --kinds caption grounding --samples-per-kind 40 \
+      --benchmark-files
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import time
 from PIL import Image
 
 from data_prep.demo import documents, gui_documents, video_documents
+from data_prep.demo.benchmark_files import write_benchmark_files
 from data_prep.demo.documents import Canvas
 from data_prep.parallel_map import ordered_map
 from megatron_vl.config.validation import fraction
@@ -46,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples-per-kind", type=int, default=500, help="documents of each kind (default 500)")
     parser.add_argument("--long-samples", type=int, default=50,
                         help="documents in each of interleaved_long, cot_long and video_caption_long (default 50)")
+    parser.add_argument("--language-samples", type=int, default=20000,
+                        help="documents in language.jsonl, the LLM's text-only warm-up (default 20000; no pictures)")
+    parser.add_argument("--benchmark-files", action="store_true",
+                        help="also write benchmarks/captions.jsonl and benchmarks/grounding.jsonl from the caption and "
+                             "grounding documents, for checkpoints_tools.evaluate (for a held-out corpus)")
     parser.add_argument("--kinds", nargs="+", choices=[*GENERATORS, *LONG_GENERATORS],
                         default=[*GENERATORS, *LONG_GENERATORS], help="which files to write (default: all)")
     parser.add_argument("--min-side", type=int, default=56, help="smallest picture side in pixels (default 56)")
@@ -122,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     pictures = videos = media_bytes = 0
     for name in args.kinds:
         long = name in LONG_GENERATORS
-        count = args.long_samples if long else args.samples_per_kind
+        count = args.long_samples if long else args.language_samples if name == "language" else args.samples_per_kind
         if name in VIDEO_KINDS:
             sides = (args.video_min_side, args.video_max_side)
         else:
@@ -144,4 +155,7 @@ def run(args: argparse.Namespace) -> int:
           f"({media_bytes / 1e6:.1f} MB) to {args.out} in {seconds:.1f}s")
     for name, count in counts.items():
         print(f"  {name + '.jsonl':<24}{count:>7}")
+    if args.benchmark_files:
+        for path in write_benchmark_files(args.out):
+            print(f"benchmark file {path}")
     return 0

@@ -42,6 +42,8 @@ from megatron_vl.data.images import ImageSettings
 from megatron_vl.data.storage import is_url, join_location
 
 STAGES = ("stage1_projector", "stage2_vit", "stage3_multimodal", "stage4_32k")
+WARMUP_STAGE = "stage0_language"
+"""The LLM's text-only warm-up before stage 1, for a model whose LLM starts from random weights (``tiny``)."""
 EVAL_DATASET = "eval"
 FROM_HF = "from_hf"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

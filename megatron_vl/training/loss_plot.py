@@ -2,7 +2,8 @@
 
     python -m megatron_vl.training.loss_plot --log-root LOG_ROOT --out losses.png
 
-Reads ``LOG_ROOT/<stage>/metrics.jsonl`` (what training writes) for each stage in curriculum order,
+Reads ``LOG_ROOT/<stage>/metrics.jsonl`` (what training writes) for each stage in curriculum order (the
+text warm-up ``stage0_language`` first, where a run has one),
 draws the training loss (and eval loss points) against the global step, with each stage's span
 marked, and prints a table of each stage's first and last losses. Runs that scored benchmarks during
 training (``benchmarks`` in the recipe) get a second panel, each score against the global step, and the
@@ -16,11 +17,11 @@ import sys
 from pathlib import Path
 
 from megatron_vl.command_line import run_command
-from megatron_vl.config.recipe import STAGES
+from megatron_vl.config.recipe import STAGES, WARMUP_STAGE
 from megatron_vl.training.metrics_file import read_metrics
 
 
-def stage_curves(log_root: Path, stages=STAGES) -> list[dict]:
+def stage_curves(log_root: Path, stages=(WARMUP_STAGE, *STAGES)) -> list[dict]:
     """Per stage with metrics: its name, train (iteration, loss) and eval (iteration, loss) lists, and benchmark
     (iteration, {score name: score}) ones."""
     curves = []

@@ -38,7 +38,7 @@ def test_overrides_set_the_benchmarks_and_the_run_config_saves_them(tmp_path):
     saved = json.loads(json.dumps(config_to_dict(run)))
     assert saved["recipe"]["benchmarks"] == {
         "every": 20, "files": ["benchmarks/captions.jsonl", "/abs/MMBench_DEV_EN.tsv"], "metrics": ["cider", None],
-        "limit": 50, "batch_size": 8, "max_new_tokens": 16,
+        "limit": 50, "batch_size": 8, "max_new_tokens": 16, "chat": True, "caption_prompt": None, "grounding_prompt": None,
     }
     assert saved["benchmark_files"] == list(run.benchmark_files)
 

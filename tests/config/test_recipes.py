@@ -9,7 +9,9 @@ import pytest
 
 from megatron_vl.config.overrides import apply_overrides
 from megatron_vl.config.parallel import ParallelConfig
-from megatron_vl.config.recipe import STAGES, BlendComponent, StageRecipe, load_recipe, packed_dataset_dir
+from megatron_vl.config.recipe import (
+    FROM_HF, STAGES, WARMUP_STAGE, BlendComponent, StageRecipe, load_recipe, packed_dataset_dir,
+)
 from megatron_vl.config.training import LRSchedule, OptimizerSettings, TrainedModules
 from megatron_vl.runtime.platform import Platform
 from megatron_vl.runtime.world_size import LAUNCH_DIR, launch_script_world_size
@@ -208,3 +210,13 @@ def test_recipe_from_a_file_and_unknown_names(tmp_path):
     with pytest.raises(ValueError, match="no recipe 'stage9'"):
         load_recipe("stage9", "tiny")
     assert isinstance(load_recipe("megatron_vl.config.recipes.stage4_32k", "tiny"), StageRecipe)
+
+
+def test_tiny_starts_with_a_text_warm_up_of_its_llm_and_the_7b_from_a_pretrained_one():
+    warm_up = load_recipe(WARMUP_STAGE, "tiny")
+    assert (warm_up.trains.vision_lr, warm_up.trains.projector_lr) == (None, None) and warm_up.trains.language_lr
+    assert {c.kind for c in warm_up.blend} == {"language", "text"} and warm_up.init_from is None
+    assert load_recipe("stage1_projector", "tiny").init_from == WARMUP_STAGE
+    assert load_recipe("stage1_projector", "mimo_vl_7b").init_from == FROM_HF
+    with pytest.raises(ValueError, match="starts from a pretrained LLM"):
+        load_recipe(WARMUP_STAGE, "mimo_vl_7b")

@@ -11,8 +11,9 @@ PICTURE_AND_TEXT_FILES = [*documents.GENERATORS, *documents.LONG_GENERATORS]
 
 @pytest.fixture(scope="session")
 def demo_raw(tmp_path_factory):
-    """A small demo corpus in the raw format: 12 documents of each picture and text kind, 2 of each long kind."""
+    """A small demo corpus in the raw format: 12 documents of each picture and text kind (the text-only
+    ``language`` one too), 2 of each long kind."""
     out = tmp_path_factory.mktemp("demo_raw")
-    run_subcommand(demo_corpus, "--out", out, "--samples-per-kind", 12, "--long-samples", 2, "--seed", 3,
-                   "--kinds", *PICTURE_AND_TEXT_FILES)
+    run_subcommand(demo_corpus, "--out", out, "--samples-per-kind", 12, "--long-samples", 2, "--language-samples", 12,
+                   "--seed", 3, "--kinds", *PICTURE_AND_TEXT_FILES)
     return out

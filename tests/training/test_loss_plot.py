@@ -16,12 +16,13 @@ def _write_metrics(directory, losses, evals=()):
 def test_plots_stages_in_curriculum_order(tmp_path, capsys):
     _write_metrics(tmp_path / "stage2_vit", [3.0, 2.5], evals=[(2, 2.6)])
     _write_metrics(tmp_path / "stage1_projector", [6.0, 5.0, 4.0])
+    _write_metrics(tmp_path / "stage0_language", [8.0, 7.0])
     out = tmp_path / "plot" / "losses.png"
     assert loss_plot.main(["--log-root", str(tmp_path), "--out", str(out)]) == 0
     assert Image.open(out).size[0] > 600
     curves = loss_plot.stage_curves(tmp_path)
-    assert [curve["stage"] for curve in curves] == ["stage1_projector", "stage2_vit"]
-    assert curves[1]["eval"] == [(2, 2.6)]
+    assert [curve["stage"] for curve in curves] == ["stage0_language", "stage1_projector", "stage2_vit"]
+    assert curves[2]["eval"] == [(2, 2.6)]
     table = capsys.readouterr().out
     assert "stage1_projector" in table and "6.0000" in table and "4.0000" in table
 

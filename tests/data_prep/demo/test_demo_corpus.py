@@ -46,7 +46,7 @@ def test_every_kind_is_written_in_the_raw_schema(demo_raw):
 
 def test_same_seed_same_bytes_other_seed_other_corpus(demo_raw, tmp_path):
     run_subcommand(demo_corpus, "--out", tmp_path / "again", "--samples-per-kind", 12, "--long-samples", 2,
-                   "--seed", 3, "--workers", 2, "--kinds", *PICTURE_AND_TEXT_FILES)
+                   "--language-samples", 12, "--seed", 3, "--workers", 2, "--kinds", *PICTURE_AND_TEXT_FILES)
     assert tree(tmp_path / "again") == tree(demo_raw)
     run_subcommand(demo_corpus, "--out", tmp_path / "other", "--samples-per-kind", 12, "--long-samples", 2,
                    "--seed", 4, "--kinds", "caption")
@@ -101,3 +101,29 @@ def test_bad_options_are_refused(tmp_path):
         run_subcommand(demo_corpus, "--out", tmp_path, "--min-side", 300, "--max-side", 200)
     with pytest.raises(ValueError, match="demo-corpus.jpeg_fraction must be a number in \\[0, 1\\], got 1.5"):
         run_subcommand(demo_corpus, "--out", tmp_path, "--jpeg-fraction", 1.5)
+
+
+def test_language_documents_are_picture_documents_without_their_pictures(demo_raw):
+    """The text warm-up reads as the picture documents do: captions, grounding queries with their boxes, OCR
+    transcripts, interleaved text; no picture is referred to or drawn for them."""
+    texts = [record["text"] for record in records(demo_raw, "language")]
+    assert len(texts) == 12 and all(record["kind"] == "text" for record in records(demo_raw, "language"))
+    assert any(re.fullmatch(r"A .* on a (white|gray|black) background\.", text) for text in texts)
+    assert any(re.fullmatch(r'Locate (the|every) [a-z ]+\.\n\[\{"bbox_2d": \[.*\]', text, re.S) for text in texts)
+    assert not (demo_raw / "images" / "language").exists() or not any((demo_raw / "images" / "language").iterdir())
+    for text in texts:
+        parse_document({"kind": "text", "text": text}, None)
+
+
+def test_benchmark_files_hold_the_held_out_pictures_and_answers(tmp_path):
+    out = tmp_path / "held_out"
+    run_subcommand(demo_corpus, "--out", out, "--samples-per-kind", 3, "--seed", 1, "--kinds", "caption", "grounding",
+                   "--benchmark-files")
+    captions = records(out / "benchmarks", "captions")
+    grounding = records(out / "benchmarks", "grounding")
+    for row, record in zip(captions, records(out, "caption")):
+        assert row == {"image": f"../{record['image']}", "captions": [record["caption"]]}
+        assert (out / "benchmarks" / row["image"]).is_file()
+    for row, record in zip(grounding, records(out, "grounding")):
+        assert row["query"] == record["query"] and row["boxes"] == [box["bbox_2d"] for box in record["boxes"]]
+    assert len(captions) == len(grounding) == 3
