@@ -29,8 +29,37 @@ IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 MAX_ASPECT_RATIO = 200
 
 
+class PatchGeometry:
+    """What image and video settings share: the patch geometry (``patch_size``, ``temporal_patch_size``,
+    ``merge_size`` fields of the dataclass) and reading / writing the settings as a dict."""
+
+    SETTINGS_NAME = "image"
+
+    @property
+    def factor(self) -> int:
+        """Resized sides are multiples of this: one merged token covers ``factor x factor`` pixels."""
+        return self.patch_size * self.merge_size
+
+    @property
+    def patch_dim(self) -> int:
+        """Values in one flattened patch: channels x temporal x patch x patch (1176 by default)."""
+        return 3 * self.temporal_patch_size * self.patch_size * self.patch_size
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(
+                f"unknown {cls.SETTINGS_NAME} settings {sorted(unknown)}; expected a subset of {cls().to_dict()}"
+            )
+        return cls(**values)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ImageSettings:
+class ImageSettings(PatchGeometry):
     """How images are resized and cut into patches. Defaults are ``Qwen2VLImageProcessor``'s."""
 
     min_pixels: int = 56 * 56
@@ -58,25 +87,6 @@ class ImageSettings:
                 f"({self.factor}x{self.factor} = {self.factor * self.factor} pixels); raise max_pixels"
             )
 
-    @property
-    def factor(self) -> int:
-        """Resized sides are multiples of this: one merged token covers ``factor x factor`` pixels."""
-        return self.patch_size * self.merge_size
-
-    @property
-    def patch_dim(self) -> int:
-        """Values in one flattened patch: channels x temporal x patch x patch (1176 by default)."""
-        return 3 * self.temporal_patch_size * self.patch_size * self.patch_size
-
-    def to_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "ImageSettings":
-        unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown image settings {sorted(unknown)}; expected a subset of {cls().to_dict()}")
-        return cls(**values)
 
 
 def smart_resize(height: int, width: int, settings: ImageSettings) -> tuple[int, int]:

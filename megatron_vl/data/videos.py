@@ -32,13 +32,15 @@ import numpy as np
 import torch
 
 from megatron_vl.config.validation import positive_int, positive_number
-from megatron_vl.data.images import IMAGE_MEAN, IMAGE_STD, ImageSettings, smart_resize
+from megatron_vl.data.images import IMAGE_MEAN, IMAGE_STD, ImageSettings, PatchGeometry, smart_resize
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class VideoSettings:
+class VideoSettings(PatchGeometry):
     """How videos are sampled, resized and cut into patches. Defaults are Qwen2.5-VL's (qwen-vl-utils and
     ``Qwen2VLVideoProcessor``)."""
+
+    SETTINGS_NAME = "video"
 
     fps: float = 2.0
     """Frames sampled per second of video (before the ``min_frames`` / ``max_frames`` clamp)."""
@@ -81,26 +83,6 @@ class VideoSettings:
                 f"VideoSettings.min_pixels={self.min_pixels} exceeds max_pixels={self.max_pixels}; "
                 "lower min_pixels or raise max_pixels"
             )
-
-    @property
-    def factor(self) -> int:
-        """Resized sides are multiples of this: one merged token covers ``factor x factor`` pixels."""
-        return self.patch_size * self.merge_size
-
-    @property
-    def patch_dim(self) -> int:
-        """Values in one flattened patch: channels x temporal x patch x patch (1176 by default)."""
-        return 3 * self.temporal_patch_size * self.patch_size * self.patch_size
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "VideoSettings":
-        unknown = set(values) - {field.name for field in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown video settings {sorted(unknown)}; expected a subset of {cls().to_dict()}")
-        return cls(**values)
 
 
 def sample_frame_indices(total_frames: int, video_fps: float, settings: VideoSettings) -> list[int]:
