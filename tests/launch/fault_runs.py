@@ -29,6 +29,8 @@ BATCH = 4
 OVERRIDES = (
     *TINY_TEST_OVERRIDES, "num_workers=1", f"global_batch_size={BATCH}", f"train_tokens={ITERATIONS * BATCH * 128}",
     f"checkpoint.save_every={SAVE_EVERY}", f"eval.every={EVAL_EVERY}", "checkpoint.keep_last=10",
+    # Faults need a stage that starts by itself: tiny's stage 1 would start from stage 0's checkpoint.
+    "init_from=null",
 )
 SHUTDOWN_TIMEOUT = 300
 """torchrun's grace for the ranks; a run that hangs until it would show as a slow exit."""
