@@ -1,7 +1,7 @@
 #!/bin/bash
 # The whole pipeline on this machine, on CPU, from nothing to a Hugging Face model that generates:
 #
-#   bash launch/demo.sh [OUT_DIR]          (default OUT_DIR: demo_out; about 5-7 minutes on 2 cores)
+#   bash launch/demo.sh [OUT_DIR]          (default OUT_DIR: demo_out; about 12 minutes on 2 cores)
 #
 #   1. draw a demo corpus of every data kind (pictures, videos, GUI screens, text), train a tokenizer,
 #      ingest (videos sampled at 2 fps, frames of 56x56 to 112x112 pixels), pack at 1024 and 2048 tokens
@@ -14,7 +14,8 @@
 #
 # Installs the package first when it is missing (the CPU build of torch, then this repository).
 # Environment: MVL_DEMO_SAMPLES (documents per kind, default 500), MVL_DEMO_STEPS_SCALE (multiplies
-# every stage's token budget, default 1), MVL_PYTHON (default python3).
+# every stage's token budget, default 1; 3 is the longer mode, about 35 minutes, whose scores are higher:
+# README "The demo's scores"), MVL_PYTHON (default python3).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="$(mkdir -p "${1:-demo_out}" && cd "${1:-demo_out}" && pwd)"
