@@ -23,7 +23,7 @@ from megatron_vl.data.blending import StreamCursor
 from megatron_vl.data.images import ImageSettings, load_image, patchify
 from megatron_vl.data.packed_format import PackedDataset, PackedSample
 from megatron_vl.data.sample_checks import SampleContract, check_packed_sample
-from megatron_vl.data.videos import VideoSettings, patchify_video
+from megatron_vl.data.videos import patchify_video
 
 # What a damaged sample raises while it is read and decoded (PIL raises SyntaxError for broken PNG chunks).
 READ_ERRORS = (ValueError, OSError, SyntaxError, EOFError, zlib.error)
@@ -74,11 +74,6 @@ class MicroBatchReader(torch.utils.data.Dataset):
     def __init__(self, datasets: list[PackedDataset], image_settings: ImageSettings) -> None:
         self.datasets = datasets
         self.image_settings = image_settings
-        # Cutting stored frames into patches needs only the patch geometry, which images and videos share.
-        self.video_settings = VideoSettings(
-            patch_size=image_settings.patch_size, temporal_patch_size=image_settings.temporal_patch_size,
-            merge_size=image_settings.merge_size,
-        )
         self._contracts = [SampleContract.of_manifest(dataset.manifest) for dataset in datasets]
 
     def read(self, dataset: int, sample: int) -> tuple[PackedSample, list[np.ndarray], list[np.ndarray]]:
@@ -99,7 +94,8 @@ class MicroBatchReader(torch.utils.data.Dataset):
         video_patches = []
         for k, (frames, grid) in enumerate(zip(packed.videos, packed.video_grid_thw)):
             pixels = np.stack([np.asarray(load_image(png)) for png in frames])
-            patches_of_video, decoded_grid = patchify_video(pixels, self.video_settings)
+            # Stored frames are resized already: cutting them needs only the patch geometry images share.
+            patches_of_video, decoded_grid = patchify_video(pixels, self.image_settings)
             if decoded_grid != tuple(grid):
                 raise ValueError(f"video {k} decodes to grid {decoded_grid}, its record says {tuple(grid)}")
             video_patches.append(patches_of_video)

@@ -150,8 +150,9 @@ def _normalization_table() -> np.ndarray:
 _NORMALIZED = _normalization_table()
 
 
-def patchify_video(frames: np.ndarray, settings: VideoSettings) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """Cut resized uint8 [T, H, W, 3] frames into normalized ViT patches.
+def patchify_video(frames: np.ndarray, settings: PatchGeometry) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Cut resized uint8 [T, H, W, 3] frames into normalized ViT patches; only ``settings``' patch geometry is read,
+    so image settings (the loader's) serve as well as video settings.
 
     Returns float32 [t*h*w, 3 * temporal * patch * patch] and the grid (t, h, w): ``t`` temporal patches
     of ``temporal_patch_size`` consecutive frames (the last frame repeated to fill the last one), patches
