@@ -25,8 +25,7 @@ from data_prep.ingest.input_locations import is_tar, is_url, public_location
 from data_prep.ingest.input_streams import (
     RetrySettings, UnreadableInput, describe_failure, open_location, read_errors, read_with_retries,
 )
-from data_prep.ingest.rejects import RejectError
-from data_prep.ingest.rejects import RejectReason
+from data_prep.ingest.rejects import RejectError, RejectReason
 from data_prep.webdataset_tar import iter_keyed_members
 
 IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")

@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator
 import av
 import numpy as np
 
-from data_prep.ingest.rejects import RejectError
-from data_prep.ingest.rejects import RejectReason
+from data_prep.ingest.rejects import RejectError, RejectReason
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -22,9 +22,8 @@ import numpy as np
 
 from data_prep.ingest.png_writer import encode_png
 from data_prep.ingest.raw_schema import VideoReference
-from data_prep.ingest.rejects import RejectError
 from data_prep.ingest.raw_sources import WorkItem
-from data_prep.ingest.rejects import RejectReason
+from data_prep.ingest.rejects import RejectError, RejectReason
 from data_prep.ingest.video_decoding import decode_frames, stream_info
 from data_prep.sample_shards.sample_meta import SampleVideo
 from megatron_vl.data.images import load_image
