@@ -27,8 +27,8 @@
 #
 #   MVL_PYTHON          the Python interpreter (default python3)
 #   MVL_SBATCH_ARGS     extra sbatch options for every job of submit (e.g. "--partition=cpu --account=data")
-#   MVL_PREPARE_FAULT   tests only: STEP:I (STEP ingest or pack) kills partition I's STEP with SIGKILL once it
-#                       has written a shard, as a lost node would
+#   MVL_PREPARE_FAULT   tests only: STEP:I (STEP ingest or pack) kills partition I's STEP with SIGKILL after it
+#                       wrote its shards and before its partition.json marker, as a lost node would
 
 if [[ -n "${SLURM_JOB_ID:-}" ]]; then
     # sbatch runs a spooled copy of this file: find the original to locate common.sh.
@@ -116,9 +116,23 @@ partition_of_task() {
     folder="$(printf 'partition-%05d-of-%05d' "$SLURM_ARRAY_TASK_ID" "$count")"
 }
 
+# Python run in place of `python -m data_prep` by the fault injection: an audit hook SIGKILLs the process
+# group when the partition's marker (its last file) is opened. Done from inside the process, the kill lands
+# at that point on every run, however loaded the machine is, where a watcher polling the folder could see
+# the shards only after the marker was also written.
+kill_before_the_marker='
+import os, runpy, signal, sys
+marker = os.path.realpath(sys.argv.pop(1))
+def kill_at_the_marker(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)) and os.path.realpath(args[0]) == marker:
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+sys.addaudithook(kill_at_the_marker)
+runpy.run_module("data_prep", run_name="__main__", alter_sys=True)
+'
+
 run_step() {
     # `python -m data_prep ARGS...` for this task's partition; with MVL_PREPARE_FAULT naming it, killed (its
-    # whole process group, SIGKILL) once OUTPUT_FOLDER holds a shard.
+    # whole process group, SIGKILL) when it starts writing OUTPUT_FOLDER's marker, every shard written.
     local name="$1" output_folder="$2"
     shift 2
     echo "megatron-vl: $name of partition $partition on $(hostname) with $workers workers"
@@ -126,18 +140,13 @@ run_step() {
         "$MVL_PYTHON" -m data_prep "$@"
         return
     fi
-    setsid "$MVL_PYTHON" -m data_prep "$@" &
-    local pid=$!
-    while kill -0 "$pid" 2>/dev/null; do
-        if compgen -G "$output_folder/*.tar" >/dev/null; then
-            kill -KILL -- "-$pid"
-            echo "fault injection: SIGKILL to $name of partition $partition after it wrote a shard"
-            mvl_wait "$pid"
-            exit 137
-        fi
-        sleep 0.02
-    done
-    echo "fault injection missed: $name of partition $partition finished before it wrote a shard was seen" >&2
+    setsid "$MVL_PYTHON" -c "$kill_before_the_marker" "$output_folder/partition.json.tmp" "$@" &
+    mvl_wait "$!"
+    if [[ "$MVL_STATUS" == 137 ]]; then
+        echo "fault injection: SIGKILL to $name of partition $partition after it wrote its shards, before its marker"
+        exit 137
+    fi
+    echo "fault injection missed: $name of partition $partition exited with $MVL_STATUS before writing its marker" >&2
     exit 1
 }
 

@@ -1,7 +1,7 @@
 """``bash launch/prepare_data.sh submit ...`` on the real single-node SLURM cluster: 3 partitions as array tasks,
-one task's ingest killed (SIGKILL) after it wrote a shard, the later jobs cancelled by their dependency, then the
-same command again: only the killed partition is redone, and the merged packed dataset holds exactly the
-documents, tokens and loss masks of a one-process ingest + pack of the same files.
+one task's ingest killed (SIGKILL) after it wrote its shards and before its marker, the later jobs cancelled by
+their dependency, then the same command again: only the killed partition is redone, and the merged packed dataset
+holds exactly the documents, tokens and loss masks of a one-process ingest + pack of the same files.
 
 What may differ from the one-process run (see the README): which documents share a packed sequence, hence the
 padding, the number, names and order of shards and sequences, and the sample keys.
