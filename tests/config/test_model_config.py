@@ -50,13 +50,15 @@ SIZES = {
 }
 
 
-def test_tiny_differs_from_the_7b_only_in_sizes():
+def test_tiny_differs_from_the_7b_only_in_sizes_and_init():
     full = mimo_vl_7b(image_token_id=5, video_token_id=6)
     for part, sizes in SIZES.items():
         ours, theirs = dataclasses.asdict(getattr(TINY, part)), dataclasses.asdict(getattr(full, part))
         assert {name for name in ours if ours[name] != theirs[name]} == set(sizes), part
     assert TINY.projector.ffn_hidden_size == TINY.vision.merged_hidden_size
-    assert (TINY.projector.norm_eps, TINY.dtype, TINY.init_method_std) == (full.projector.norm_eps, full.dtype, full.init_method_std)
+    assert (TINY.projector.norm_eps, TINY.dtype) == (full.projector.norm_eps, full.dtype)
+    # At width 64 the 7B's 0.02 leaves attention near-uniform through the demo's budget (see tiny's docstring).
+    assert (TINY.init_method_std, full.init_method_std) == (0.1, 0.02)
 
 
 def test_the_registry_builds_every_preset():
