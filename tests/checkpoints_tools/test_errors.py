@@ -90,10 +90,11 @@ def test_a_run_record_saved_before_videos_opens_with_the_tokenizers_video_pad(wo
     from tests.models.vl_batches import VIDEO
 
     root = _copy(world.imported, tmp_path / "ckpt")
+    recorded = open_run_checkpoint(root).config
+    assert recorded.video_token_id == VIDEO
     directory, _ = checkpoint_files.resolve_checkpoint(root, None)
     record_file = directory / checkpoint_files.RUN_FILE
     record = json.loads(record_file.read_text())
     del record["model"]["video_token_id"]
     record_file.write_text(json.dumps(record))
-    assert open_run_checkpoint(root).config == world.config
-    assert world.config.video_token_id == VIDEO
+    assert open_run_checkpoint(root).config == recorded

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from megatron_vl.training import checkpoint_files
+from tests.models.vl_batches import tiny_config
 from tests.training import torchrun
 from tests.training.init_checkpoint import checkpoint_tensors
 
@@ -74,8 +75,10 @@ def test_dp2_checkpoint_resumes_at_tp2_and_continues_the_run(data_root, init_che
     """TP=2 splits the matmuls and sums their partial results, so the continuation matches the DP=2 run to float
     rounding, not bit for bit (3e-8 relative on the losses, 3e-7 of a tensor's largest element on the final
     weights and optimizer state). The tolerances, 1e-6 on the losses and gradient norms and 1e-5 relative on
-    each final weight and moment, are well inside what a fresh optimizer in place of the resharded state misses
-    by: 7e-4 on the last loss, 16% on its gradient norm, most of the moments."""
+    each final weight and moment (or 1e-5 of the tensor's largest element, for elements near zero such as the
+    biases, which start at zero), are well inside what a fresh optimizer in place of the resharded state misses
+    by: 7e-4 on the last loss, 16% on its gradient norm, most of the moments. The ViT's key biases are left out
+    (``_vit_key_bias``): they are rounding noise in both runs."""
     copy, killed_at = interrupted["copy"], interrupted["killed_at"]
     torchrun.run(**_stage(data_root, init_checkpoint, copy, ("parallel.tensor_parallel=2",)))
     assert "resuming at another layout" in (copy / f"{STAGE}.log").read_text()
@@ -87,4 +90,25 @@ def test_dp2_checkpoint_resumes_at_tp2_and_continues_the_run(data_root, init_che
     keys = [key for key, tensor in want.items() if isinstance(tensor, torch.Tensor) and tensor.is_floating_point()]
     assert any(key.startswith("optimizer.state.exp_avg.vision_model.") for key in keys)
     for key in keys:
-        torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-9, msg=lambda message: f"{key}: {message}")
+        kept = ~_vit_key_bias(key, want[key])
+        largest = float(want[key].abs().max())
+        torch.testing.assert_close(
+            got[key][kept], want[key][kept], rtol=1e-5, atol=1e-5 * largest, msg=lambda message: f"{key}: {message}"
+        )
+
+
+def _vit_key_bias(key: str, tensor: torch.Tensor) -> torch.Tensor:
+    """True at the key-bias elements of the ViT's fused qkv bias (megatron's layout: per attention head, as the ViT
+    has no grouped queries, its query, key and value biases), False elsewhere and for every other tensor.
+
+    The loss does not depend on a key bias: it adds the same q·b to every logit of a query, which the softmax
+    ignores. Its gradient is float rounding, different at TP=2 and DP=2, and Adam scales that up to updates of the
+    learning rate's size, so the key biases of the two runs differ by their whole size (1e-4 of the tensor's
+    largest element here, where every other tensor agrees to 1e-6)."""
+    if not key.endswith("vision_model.decoder.layers.self_attention.linear_qkv.bias"):
+        return torch.zeros_like(tensor, dtype=torch.bool)
+    head_dim = tiny_config().vision.head_dim
+    per_head = tensor.reshape(*tensor.shape[:-1], -1, 3, head_dim)
+    mask = torch.zeros_like(per_head, dtype=torch.bool)
+    mask[..., 1, :] = True
+    return mask.reshape(tensor.shape)
