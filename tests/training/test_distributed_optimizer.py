@@ -101,10 +101,12 @@ def _vit_key_bias(key: str, tensor: torch.Tensor) -> torch.Tensor:
     """True at the key-bias elements of the ViT's fused qkv bias (megatron's layout: per attention head, as the ViT
     has no grouped queries, its query, key and value biases), False elsewhere and for every other tensor.
 
-    The loss does not depend on a key bias: it adds the same q·b to every logit of a query, which the softmax
-    ignores. Its gradient is float rounding, different at TP=2 and DP=2, and Adam scales that up to updates of the
-    learning rate's size, so the key biases of the two runs differ by their whole size (1e-4 of the tensor's
-    largest element here, where every other tensor agrees to 1e-6)."""
+    The loss barely depends on much of a key bias: after the rotary embedding it adds q·R(position)b to a query's
+    logits, and where R turns little across a picture (the ViT's lowest rotary frequencies, 0.01 and 0.001 per
+    patch) that term is almost the same for every key, which the softmax ignores. Those gradients are near zero,
+    their rounding differs at TP=2 and DP=2, and Adam scales it up to updates of the learning rate's size, so
+    those elements of the two runs differ by their whole size (1e-4 of the tensor's largest element here, where
+    every other tensor agrees to 1e-6)."""
     if not key.endswith("vision_model.decoder.layers.self_attention.linear_qkv.bias"):
         return torch.zeros_like(tensor, dtype=torch.bool)
     head_dim = tiny_config().vision.head_dim
