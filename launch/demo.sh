@@ -14,7 +14,7 @@
 #
 # Installs the package first when it is missing (the CPU build of torch, then this repository).
 # Environment: MVL_DEMO_SAMPLES (documents per kind, default 500), MVL_DEMO_STEPS_SCALE (multiplies
-# every stage's token budget, default 1; 3 is the longer mode, about 35 minutes, whose scores are higher:
+# every stage's token budget, default 1; 3 is the longer mode, about 29 minutes, whose scores are higher:
 # README "The demo's scores"), MVL_PYTHON (default python3).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
