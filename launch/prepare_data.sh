@@ -122,7 +122,9 @@ partition_of_task() {
 # the shards only after the marker was also written.
 kill_before_the_marker='
 import os, runpy, signal, sys
-marker = os.path.realpath(sys.argv.pop(1))
+from data_prep.partitions import MARKER_NAME
+from megatron_vl.files import TEMPORARY_FILE_SUFFIX
+marker = os.path.realpath(os.path.join(sys.argv.pop(1), MARKER_NAME + TEMPORARY_FILE_SUFFIX))
 def kill_at_the_marker(event, args):
     if event == "open" and isinstance(args[0], (str, bytes, os.PathLike)) and os.path.realpath(args[0]) == marker:
         os.killpg(os.getpgrp(), signal.SIGKILL)
@@ -140,7 +142,7 @@ run_step() {
         "$MVL_PYTHON" -m data_prep "$@"
         return
     fi
-    setsid "$MVL_PYTHON" -c "$kill_before_the_marker" "$output_folder/partition.json.tmp" "$@" &
+    setsid "$MVL_PYTHON" -c "$kill_before_the_marker" "$output_folder" "$@" &
     mvl_wait "$!"
     if [[ "$MVL_STATUS" == 137 ]]; then
         echo "fault injection: SIGKILL to $name of partition $partition after it wrote its shards, before its marker"
