@@ -44,12 +44,17 @@ GENERATORS = {**documents.GENERATORS, **video_documents.GENERATORS, **gui_docume
 LONG_GENERATORS = {**documents.LONG_GENERATORS, **video_documents.LONG_GENERATORS}
 VIDEO_KINDS = (*video_documents.GENERATORS, *video_documents.LONG_GENERATORS)
 """Files whose pictures are drawn at the video sides (--video-min-side / --video-max-side)."""
+SCORED_KINDS = ("caption", "grounding")
+"""The kinds ``--benchmark-files`` turns into benchmark files, whose count --caption-and-grounding-samples sets."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory (JSONL files and images/)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the corpus is a function of it (default 0)")
     parser.add_argument("--samples-per-kind", type=int, default=500, help="documents of each kind (default 500)")
+    parser.add_argument("--caption-and-grounding-samples", type=int, default=None,
+                        help="documents in caption.jsonl and grounding.jsonl, the kinds a demo model is scored on "
+                             "(default: --samples-per-kind)")
     parser.add_argument("--long-samples", type=int, default=50,
                         help="documents in each of interleaved_long, cot_long and video_caption_long (default 50)")
     parser.add_argument("--language-samples", type=int, default=20000,
@@ -117,6 +122,16 @@ def _draw_document(task: tuple) -> tuple[bytes, int, int, int]:
     return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"), saver.count, saver.videos, saver.bytes
 
 
+def _document_count(args: argparse.Namespace, name: str) -> int:
+    if name in LONG_GENERATORS:
+        return args.long_samples
+    if name == "language":
+        return args.language_samples
+    if name in SCORED_KINDS and args.caption_and_grounding_samples is not None:
+        return args.caption_and_grounding_samples
+    return args.samples_per_kind
+
+
 def run(args: argparse.Namespace) -> int:
     for low, high, option in ((args.min_side, args.max_side, "--min-side/--max-side"),
                               (args.long_min_side, args.long_max_side, "--long-min-side/--long-max-side")):
@@ -133,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     pictures = videos = media_bytes = 0
     for name in args.kinds:
         long = name in LONG_GENERATORS
-        count = args.long_samples if long else args.language_samples if name == "language" else args.samples_per_kind
+        count = _document_count(args, name)
         if name in VIDEO_KINDS:
             sides = (args.video_min_side, args.video_max_side)
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 COLORS = {
@@ -18,6 +19,10 @@ COLORS = {
 }
 BACKGROUNDS = {"white": (255, 255, 255), "gray": (190, 190, 190), "black": (25, 25, 25)}
 SHAPES = ("circle", "square", "triangle")
+SHAPE_OPACITY = 150
+"""How opaque shapes on a shaded background are, of 255."""
+SHADED_BLUE = 128
+"""The blue channel of a shaded background (red and green tell the place)."""
 TEXT_BACKGROUNDS = ((255, 255, 255), (245, 240, 225), (225, 235, 245))
 
 
@@ -58,15 +63,18 @@ class Scene:
     shapes: list[Shape]
 
 
-def random_scene(rng: random.Random, width: int, height: int, num_shapes: int, *, distinct: bool = True) -> Scene:
+def random_scene(
+    rng: random.Random, width: int, height: int, num_shapes: int, *, distinct: bool = True, size_range: float = 3
+) -> Scene:
     """Up to ``num_shapes`` non-overlapping shapes (fewer if the picture has no room left).
-    With ``distinct``, no two shapes share both colour and kind, so each can be named uniquely."""
+    With ``distinct``, no two shapes share both colour and kind, so each can be named uniquely. A shape's side is at
+    most half the picture's shorter side and at least that divided by ``size_range``."""
     shapes: list[Shape] = []
     side_limit = max(8, min(width, height) // 2)
     for _ in range(num_shapes * 20):
         if len(shapes) == num_shapes:
             break
-        side = rng.randint(max(6, side_limit // 3), side_limit)
+        side = rng.randint(max(6, int(side_limit // size_range)), side_limit)
         x1, y1 = rng.randint(0, width - side), rng.randint(0, height - side)
         box = (x1, y1, x1 + side, y1 + side)
         shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
@@ -81,21 +89,44 @@ def _overlap(a: tuple[int, ...], b: tuple[int, ...], gap: int = 2) -> bool:
     return a[0] < b[2] + gap and b[0] < a[2] + gap and a[1] < b[3] + gap and b[1] < a[3] + gap
 
 
-def draw_scene(scene: Scene) -> Image.Image:
-    image = Image.new("RGB", (scene.width, scene.height), BACKGROUNDS[scene.background])
+def draw_scene(scene: Scene, *, shaded: bool = False) -> Image.Image:
+    """``scene`` drawn on its plain background, its shapes opaque.
+
+    With ``shaded``, the background is ``shaded_background`` instead and the shapes are translucent
+    (``SHAPE_OPACITY``), so that every patch, a shape's own included, shows where in the picture it lies. Qwen2.5-ViT
+    has only rotary (relative) positions: on a plain background no patch can tell where it is, and the tiny model
+    did not learn boxes from such pictures (README "The demo's scores")."""
+    size = (scene.width, scene.height)
+    background = shaded_background(*size) if shaded else Image.new("RGB", size, BACKGROUNDS[scene.background])
+    image = background.copy()
     draw = ImageDraw.Draw(image)
+    coverage = Image.new("L", size, 0)
     for shape in scene.shapes:
-        x1, y1, x2, y2 = shape.box
-        # PIL's boxes include their last pixel; ours end one past it, like array slices.
-        corners = (x1, y1, x2 - 1, y2 - 1)
-        fill = COLORS[shape.color]
-        if shape.shape == "circle":
-            draw.ellipse(corners, fill=fill)
-        elif shape.shape == "square":
-            draw.rectangle(corners, fill=fill)
-        else:
-            draw.polygon([((x1 + x2 - 1) / 2, y1), (x1, y2 - 1), (x2 - 1, y2 - 1)], fill=fill)
-    return image
+        _draw_shape(draw, shape, fill=COLORS[shape.color])
+        _draw_shape(ImageDraw.Draw(coverage), shape, fill=SHAPE_OPACITY if shaded else 255)
+    return Image.composite(image, background, coverage)
+
+
+def shaded_background(width: int, height: int) -> Image.Image:
+    """A background whose colour says where each pixel is: red grows from 0 at the left edge to 255 at the right,
+    green from 0 at the top to 255 at the bottom; blue is 128 throughout."""
+    red = np.linspace(0, 255, width).round().astype(np.uint8)
+    green = np.linspace(0, 255, height).round().astype(np.uint8)
+    pixels = np.empty((height, width, 3), dtype=np.uint8)
+    pixels[..., 0], pixels[..., 1], pixels[..., 2] = red[None, :], green[:, None], SHADED_BLUE
+    return Image.fromarray(pixels)
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, shape: Shape, *, fill) -> None:
+    x1, y1, x2, y2 = shape.box
+    # PIL's boxes include their last pixel; ours end one past it, like array slices.
+    corners = (x1, y1, x2 - 1, y2 - 1)
+    if shape.shape == "circle":
+        draw.ellipse(corners, fill=fill)
+    elif shape.shape == "square":
+        draw.rectangle(corners, fill=fill)
+    else:
+        draw.polygon([((x1 + x2 - 1) / 2, y1), (x1, y2 - 1), (x2 - 1, y2 - 1)], fill=fill)
 
 
 def describe_scene(scene: Scene) -> str:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from data_prep.demo import command as demo_corpus
-from data_prep.demo.scenes import COLORS
+from data_prep.demo.scenes import COLORS, SHADED_BLUE, SHAPE_OPACITY, shaded_background
 from data_prep.ingest.raw_schema import parse_document
 from tests.data_prep.cli import run_subcommand
 from tests.data_prep.conftest import PICTURE_AND_TEXT_FILES
@@ -56,13 +56,25 @@ def test_same_seed_same_bytes_other_seed_other_corpus(demo_raw, tmp_path):
 def test_grounding_boxes_are_where_the_shapes_are_drawn(demo_raw):
     for record in records(demo_raw, "grounding"):
         pixels = np.asarray(Image.open(demo_raw / record["image"]).convert("RGB")).astype(int)
-        for box in record["boxes"]:
+        background = np.asarray(shaded_background(pixels.shape[1], pixels.shape[0])).astype(int)
+        # Translucent shapes on the shaded background: a shape's pixel is its colour over the background's.
+        shape_pixels = (SHAPE_OPACITY * np.array([COLORS[box["label"].split()[0]] for box in record["boxes"]])[:, None, None]
+                        + (255 - SHAPE_OPACITY) * background) / 255
+        for box, expected in zip(record["boxes"], shape_pixels):
             x1, y1, x2, y2 = box["bbox_2d"]
-            color = np.array(COLORS[box["label"].split()[0]])
-            assert np.abs(pixels[(y1 + y2) // 2, (x1 + x2) // 2] - color).max() < 30
+            assert np.abs(pixels[(y1 + y2) // 2, (x1 + x2) // 2] - expected[(y1 + y2) // 2, (x1 + x2) // 2]).max() < 30
             # The shape touches its box: some pixel of its colour lies on the top and the bottom row.
             for row in (y1, y2 - 1):
-                assert (np.abs(pixels[row, x1:x2] - color).max(axis=-1) < 60).any(), (record, row)
+                assert (np.abs(pixels[row, x1:x2] - expected[row, x1:x2]).max(axis=-1) < 60).any(), (record, row)
+
+
+def test_a_shaded_background_tells_every_pixel_where_it_lies():
+    """Red counts columns and green rows, from 0 at the top left to 255 at the bottom right."""
+    pixels = np.asarray(shaded_background(60, 30)).astype(int)
+    assert pixels.shape == (30, 60, 3)
+    assert (pixels[0, 0] == [0, 0, SHADED_BLUE]).all() and (pixels[-1, -1] == [255, 255, SHADED_BLUE]).all()
+    assert (np.diff(pixels[..., 0], axis=1) > 0).all() and (np.diff(pixels[..., 0], axis=0) == 0).all()
+    assert (np.diff(pixels[..., 1], axis=0) > 0).all() and (np.diff(pixels[..., 1], axis=1) == 0).all()
 
 
 def test_captions_name_every_shape(demo_raw):
@@ -101,6 +113,18 @@ def test_bad_options_are_refused(tmp_path):
         run_subcommand(demo_corpus, "--out", tmp_path, "--min-side", 300, "--max-side", 200)
     with pytest.raises(ValueError, match="demo-corpus.jpeg_fraction must be a number in \\[0, 1\\], got 1.5"):
         run_subcommand(demo_corpus, "--out", tmp_path, "--jpeg-fraction", 1.5)
+
+
+def test_the_scored_kinds_can_have_more_documents_than_the_others(tmp_path):
+    """--caption-and-grounding-samples sets only those two counts; their first documents are the ones a smaller
+    count draws, because every document is drawn from its own seed."""
+    run_subcommand(demo_corpus, "--out", tmp_path / "more", "--samples-per-kind", 2, "--caption-and-grounding-samples",
+                   5, "--kinds", "caption", "grounding", "ocr")
+    run_subcommand(demo_corpus, "--out", tmp_path / "fewer", "--samples-per-kind", 2, "--kinds", "caption", "grounding")
+    assert {name: len(records(tmp_path / "more", name)) for name in ("caption", "grounding", "ocr")} == {
+        "caption": 5, "grounding": 5, "ocr": 2}
+    for name in ("caption", "grounding"):
+        assert records(tmp_path / "more", name)[:2] == records(tmp_path / "fewer", name)
 
 
 def test_language_documents_are_picture_documents_without_their_pictures(tmp_path):
