@@ -178,7 +178,7 @@ def test_overrides_parse_by_field_type():
     recipe = apply_overrides(_recipe(), [
         "seq_len=128", "trains.vision_lr=1e-4", "trains.language_lr=null", "checkpoint.async_save=true",
         "precision=fp32", "init_from=stage0", "schedule.min_lr_ratio=0", 'blend=[{"kind": "ocr", "weight": 2}]',
-        "parallel.tensor_parallel=1",
+        "parallel.sequence_parallel=false", "parallel.tensor_parallel=1",
     ])
     assert recipe.seq_len == 128 and recipe.trains.vision_lr == 1e-4 and recipe.trains.language_lr is None
     assert recipe.checkpoint.async_save is True and recipe.precision == "fp32" and recipe.init_from == "stage0"

@@ -1,4 +1,4 @@
-"""Runs of stage 1 (tiny, TP=2 on 2 CPU ranks, 128-token packs) through the launch scripts, with a fault
+"""Runs of stage 1 (tiny, TP=2 with SP on 2 CPU ranks, 128-token packs) through the launch scripts, with a fault
 injected (``MVL_FAULT_INJECTION``, see ``megatron_vl/training/fault_injection.py``), recovered the way a user or
 SLURM would, and measured: the steps the fault cost, and the seconds from the fault to the launcher's exit.
 

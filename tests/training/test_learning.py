@@ -1,4 +1,4 @@
-"""The demo curriculum learns: stage 3 of ``tiny`` (everything trains, PP=2 on 2 CPU ranks) from random
+"""The demo curriculum learns: stage 3 of ``tiny`` (everything trains, DP=2 on 2 CPU ranks) from random
 weights, on the test packs of captions and interleaved documents, brings the training and held-out losses
 well below their starting values."""
 

@@ -5,7 +5,7 @@ converted by ``checkpoints_tools.from_hf`` (``$MVL_CHECKPOINT_ROOT/from_hf``); T
 parallelism: the frozen LLM still carries activations for the projector's gradients. On
 launch/stage1_projector.sh's 64 GPUs: DP=32, 8 micro-batches per rank per step, no pipeline bubble; about 27 GiB
 per GPU (``train --dry-run``).
-``tiny``: 1024-token sequences, 20 steps of 8 sequences at TP=2 on 2 CPU ranks, from stage 0's LLM (the text
+``tiny``: 1024-token sequences, 20 steps of 8 sequences at TP=2 with sequence parallelism on 2 CPU ranks, from stage 0's LLM (the text
 warm-up ``stage0_language``) with a random ViT and projector.
 """
 
@@ -22,7 +22,7 @@ def recipe(model: str) -> StageRecipe:
         return StageRecipe(
             name="stage1_projector", model="tiny", trains=TRAINS, blend=BLEND, seq_len=1024,
             global_batch_size=8, train_tokens=20 * 8 * 1024, init_from="stage0_language",
-            parallel=ParallelConfig(tensor_parallel=2), schedule=LRSchedule(warmup_fraction=0.1),
+            parallel=ParallelConfig(tensor_parallel=2, sequence_parallel=True), schedule=LRSchedule(warmup_fraction=0.1),
             checkpoint=CheckpointSettings(save_every=10, keep_last=2), logging=LoggingSettings(log_every=5),
             eval=EvalSettings(every=10, samples=4), num_workers=1,
         )

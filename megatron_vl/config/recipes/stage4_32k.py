@@ -11,9 +11,10 @@ would depart from the report's 2M tokens a step. Memory (``train --dry-run``'s p
 parameters, 7.7 GiB fp32 gradients, 0.4 GiB optimizer state (over DP=64), 11.5 GiB activations (36 + 32
 layer inputs kept, one layer recomputed, the fp32 logits, a micro-batch of 32K image tokens through the ViT):
 23.5 GiB per GPU; without recompute the activations alone would be 78 GiB.
-``tiny``: 2048-token sequences, 10 steps of 8 sequences at TP=2 with sequence parallelism on 2 CPU ranks,
-from stage 3; LR 1e-4 for all (raised from 2.5e-5 like the other tiny stages, but kept below stage 3's 1e-3:
-at 5e-4 ten steps of long documents undid a third of what stage 3 taught about captions).
+``tiny``: 2048-token sequences, 10 steps of 8 sequences at PP=2 on 2 CPU ranks (the first stage holds the ViT,
+the projector and 1 of the 4 LLM layers), from stage 3; LR 1e-4 for all (raised from 2.5e-5 like the other tiny
+stages, but kept below stage 3's 1e-3: at 5e-4 ten steps of long documents undid a third of what stage 3 taught
+about captions).
 """
 
 from megatron_vl.config.parallel import ParallelConfig
@@ -49,8 +50,8 @@ def recipe(model: str) -> StageRecipe:
         return StageRecipe(
             name="stage4_32k", model="tiny", trains=TrainedModules(vision_lr=1e-4, projector_lr=1e-4, language_lr=1e-4),
             blend=BLEND, seq_len=2048, global_batch_size=8, train_tokens=10 * 8 * 2048, init_from="stage3_multimodal",
-            parallel=ParallelConfig(tensor_parallel=2, sequence_parallel=True), schedule=LRSchedule(warmup_fraction=0.1),
-            recompute=RecomputeSettings(enabled=True), checkpoint=CheckpointSettings(save_every=5, keep_last=2),
+            parallel=ParallelConfig(pipeline_parallel=2, first_pipeline_stage_language_layers=1),
+            schedule=LRSchedule(warmup_fraction=0.1), recompute=RecomputeSettings(enabled=True), checkpoint=CheckpointSettings(save_every=5, keep_last=2),
             logging=LoggingSettings(log_every=5), eval=EvalSettings(every=5, samples=4), num_workers=1,
         )
     return StageRecipe(
