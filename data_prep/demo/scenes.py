@@ -19,8 +19,6 @@ COLORS = {
 }
 BACKGROUNDS = {"white": (255, 255, 255), "gray": (190, 190, 190), "black": (25, 25, 25)}
 SHAPES = ("circle", "square", "triangle")
-SHAPE_OPACITY = 150
-"""How opaque shapes on a shaded background are, of 255."""
 SHADED_BLUE = 128
 """The blue channel of a shaded background (red and green tell the place)."""
 TEXT_BACKGROUNDS = ((255, 255, 255), (245, 240, 225), (225, 235, 245))
@@ -90,21 +88,25 @@ def _overlap(a: tuple[int, ...], b: tuple[int, ...], gap: int = 2) -> bool:
 
 
 def draw_scene(scene: Scene, *, shaded: bool = False) -> Image.Image:
-    """``scene`` drawn on its plain background, its shapes opaque.
-
-    With ``shaded``, the background is ``shaded_background`` instead and the shapes are translucent
-    (``SHAPE_OPACITY``), so that every patch, a shape's own included, shows where in the picture it lies. Qwen2.5-ViT
-    has only rotary (relative) positions: on a plain background no patch can tell where it is, and the tiny model
-    did not learn boxes from such pictures (README "The demo's scores")."""
+    """``scene`` drawn on its plain background, or with ``shaded`` on ``shaded_background``, whose colour tells
+    every patch where in the picture it lies. Qwen2.5-ViT has only rotary (relative) positions: on a plain
+    background no patch can tell where it is, and the tiny model did not learn boxes from such pictures (README
+    "The demo's scores")."""
     size = (scene.width, scene.height)
-    background = shaded_background(*size) if shaded else Image.new("RGB", size, BACKGROUNDS[scene.background])
-    image = background.copy()
+    image = shaded_background(*size) if shaded else Image.new("RGB", size, BACKGROUNDS[scene.background])
     draw = ImageDraw.Draw(image)
-    coverage = Image.new("L", size, 0)
     for shape in scene.shapes:
-        _draw_shape(draw, shape, fill=COLORS[shape.color])
-        _draw_shape(ImageDraw.Draw(coverage), shape, fill=SHAPE_OPACITY if shaded else 255)
-    return Image.composite(image, background, coverage)
+        x1, y1, x2, y2 = shape.box
+        # PIL's boxes include their last pixel; ours end one past it, like array slices.
+        corners = (x1, y1, x2 - 1, y2 - 1)
+        fill = COLORS[shape.color]
+        if shape.shape == "circle":
+            draw.ellipse(corners, fill=fill)
+        elif shape.shape == "square":
+            draw.rectangle(corners, fill=fill)
+        else:
+            draw.polygon([((x1 + x2 - 1) / 2, y1), (x1, y2 - 1), (x2 - 1, y2 - 1)], fill=fill)
+    return image
 
 
 def shaded_background(width: int, height: int) -> Image.Image:
@@ -115,18 +117,6 @@ def shaded_background(width: int, height: int) -> Image.Image:
     pixels = np.empty((height, width, 3), dtype=np.uint8)
     pixels[..., 0], pixels[..., 1], pixels[..., 2] = red[None, :], green[:, None], SHADED_BLUE
     return Image.fromarray(pixels)
-
-
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: Shape, *, fill) -> None:
-    x1, y1, x2, y2 = shape.box
-    # PIL's boxes include their last pixel; ours end one past it, like array slices.
-    corners = (x1, y1, x2 - 1, y2 - 1)
-    if shape.shape == "circle":
-        draw.ellipse(corners, fill=fill)
-    elif shape.shape == "square":
-        draw.rectangle(corners, fill=fill)
-    else:
-        draw.polygon([((x1 + x2 - 1) / 2, y1), (x1, y2 - 1), (x2 - 1, y2 - 1)], fill=fill)
 
 
 def describe_scene(scene: Scene) -> str:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from data_prep.demo import command as demo_corpus
-from data_prep.demo.scenes import COLORS, SHADED_BLUE, SHAPE_OPACITY, shaded_background
+from data_prep.demo.scenes import COLORS, SHADED_BLUE, shaded_background
 from data_prep.ingest.raw_schema import parse_document
 from tests.data_prep.cli import run_subcommand
 from tests.data_prep.conftest import PICTURE_AND_TEXT_FILES
@@ -56,16 +56,21 @@ def test_same_seed_same_bytes_other_seed_other_corpus(demo_raw, tmp_path):
 def test_grounding_boxes_are_where_the_shapes_are_drawn(demo_raw):
     for record in records(demo_raw, "grounding"):
         pixels = np.asarray(Image.open(demo_raw / record["image"]).convert("RGB")).astype(int)
-        background = np.asarray(shaded_background(pixels.shape[1], pixels.shape[0])).astype(int)
-        # Translucent shapes on the shaded background: a shape's pixel is its colour over the background's.
-        shape_pixels = (SHAPE_OPACITY * np.array([COLORS[box["label"].split()[0]] for box in record["boxes"]])[:, None, None]
-                        + (255 - SHAPE_OPACITY) * background) / 255
-        for box, expected in zip(record["boxes"], shape_pixels):
+        for box in record["boxes"]:
             x1, y1, x2, y2 = box["bbox_2d"]
-            assert np.abs(pixels[(y1 + y2) // 2, (x1 + x2) // 2] - expected[(y1 + y2) // 2, (x1 + x2) // 2]).max() < 30
-            # The shape touches its box: some pixel of its colour lies on the top and the bottom row.
-            for row in (y1, y2 - 1):
-                assert (np.abs(pixels[row, x1:x2] - expected[row, x1:x2]).max(axis=-1) < 60).any(), (record, row)
+            color = np.array(COLORS[box["label"].split()[0]])
+            assert np.abs(pixels[(y1 + y2) // 2, (x1 + x2) // 2] - color).max() < 30
+            # The shape touches its box: some pixel of its colour lies on the top and the bottom row (of a PNG:
+            # JPEG blurs a triangle's one-pixel tip into the shaded background).
+            for row in (y1, y2 - 1) if record["image"].endswith(".png") else ():
+                assert (np.abs(pixels[row, x1:x2] - color).max(axis=-1) < 60).any(), (record, row)
+        # Around the shape, the shaded background.
+        background = np.asarray(shaded_background(pixels.shape[1], pixels.shape[0])).astype(int)
+        outside = np.ones(pixels.shape[:2], dtype=bool)
+        for box in record["boxes"]:
+            x1, y1, x2, y2 = box["bbox_2d"]
+            outside[y1:y2, x1:x2] = False
+        assert np.abs(pixels[outside] - background[outside]).mean() < 3, record
 
 
 def test_a_shaded_background_tells_every_pixel_where_it_lies():
