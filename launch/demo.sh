@@ -13,14 +13,16 @@
 #      and the scores go to OUT_DIR/losses.png
 #
 # Installs the package first when it is missing (the CPU build of torch, then this repository).
-# Environment: MVL_DEMO_SAMPLES (documents per kind, default 500), MVL_DEMO_STEPS_SCALE (multiplies
-# every stage's token budget, default 1; 3 is the longer mode, about 29 minutes, whose scores are higher:
-# README "The demo's scores"), MVL_PYTHON (default python3).
+# Environment: MVL_DEMO_SAMPLES (documents per kind, default 500), MVL_DEMO_SCORED_SAMPLES (caption and
+# grounding documents, the kinds the stages are scored on, default 4000), MVL_DEMO_STEPS_SCALE (multiplies
+# stage 3's steps, where the model learns to read pictures; default 1, and 4 is the longer mode, about 22 minutes,
+# in which grounding learns too: README "The demo's scores"), MVL_PYTHON (default python3).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="$(mkdir -p "${1:-demo_out}" && cd "${1:-demo_out}" && pwd)"
 PY="${MVL_PYTHON:-python3}"
 SAMPLES="${MVL_DEMO_SAMPLES:-500}"
+SCORED_SAMPLES="${MVL_DEMO_SCORED_SAMPLES:-4000}"
 SCALE="${MVL_DEMO_STEPS_SCALE:-1}"
 cd "$REPO"
 
@@ -54,52 +56,72 @@ shards() {  # shards SPLIT KIND...: the sample-shard folders the KINDs are packe
 # Small video frames for the tiny model: 56x56 to 112x112 pixels, 4 to 16 tokens per pair of frames.
 VIDEO_ARGS=(--video-fps 2 --video-min-pixels 3136 --video-max-pixels 12544)
 step() { echo; echo "== $*"; }
+# two_at_a_time COMMAND...: runs the (shell-quoted) commands two at a time, one a core (most of an ingest or pack of
+# the small demo files is Python starting), prints each one's output whole when it ends, fails when any failed.
+two_at_a_time() {
+    printf '%s\0' "$@" | xargs -0 -P 2 -n 1 bash -c 'output="$(eval "$1" 2>&1)"; status=$?; echo "$output"; exit $status' _
+}
 
 step "1/4 data: demo corpus -> tokenizer -> sample shards -> packed shards under $OUT/data"
-"$PY" -m data_prep demo-corpus --out "$OUT/raw/train" --seed 0 --samples-per-kind "$SAMPLES"
+"$PY" -m data_prep demo-corpus --out "$OUT/raw/train" --seed 0 --samples-per-kind "$SAMPLES" --workers 2 \
+    --caption-and-grounding-samples "$SCORED_SAMPLES"
 "$PY" -m data_prep demo-corpus --out "$OUT/raw/eval" --seed 1 --samples-per-kind 40 --long-samples 0 \
     --language-samples 0 --benchmark-files
 "$PY" -m data_prep train-tokenizer --input "$OUT/raw/train" --vocab-size 4096 --out "$MVL_TOKENIZER"
+commands=()
 for split in train eval; do
     kinds=("${KINDS[@]}")
     [[ "$split" == train ]] && kinds+=("${LONG_KINDS[@]}")
     mapfile -t folders < <(shards "$split" "${kinds[@]}")
     for folder in "${folders[@]}"; do
-        "$PY" -m data_prep ingest --input "$OUT/raw/$split/$(basename "$folder").jsonl" --out "$folder" \
-            "${VIDEO_ARGS[@]}" --overwrite
+        commands+=("$(printf '%q ' "$PY" -m data_prep ingest --input "$OUT/raw/$split/$(basename "$folder").jsonl" \
+            --out "$folder" "${VIDEO_ARGS[@]}" --overwrite)")
     done
 done
+commands+=("$(printf '%q ' "$PY" -m data_prep ingest --input "$OUT/raw/train/language.jsonl" \
+    --out "$OUT/shards/train/language" --overwrite)")
+two_at_a_time "${commands[@]}"
+commands=()
+pack() {  # pack SEQ_LEN OUT_NAME SHARD_FOLDER...: the command that packs the folders into packed/SEQ_LEN/OUT_NAME
+    local seq_len="$1" name="$2"
+    shift 2
+    printf '%q ' "$PY" -m data_prep pack --input "$@" --tokenizer "$MVL_TOKENIZER" \
+        --out "$MVL_DATA_ROOT/packed/$seq_len/$name" --seq-len "$seq_len"
+}
 for seq_len in 1024 2048; do
     for kind in "${KINDS[@]}"; do
         mapfile -t inputs < <(shards train "$kind")
-        "$PY" -m data_prep pack --input "${inputs[@]}" --tokenizer "$MVL_TOKENIZER" \
-            --out "$MVL_DATA_ROOT/packed/$seq_len/$kind" --seq-len "$seq_len"
+        commands+=("$(pack "$seq_len" "$kind" "${inputs[@]}")")
     done
     mapfile -t inputs < <(shards eval "${KINDS[@]}")
-    "$PY" -m data_prep pack --input "${inputs[@]}" --tokenizer "$MVL_TOKENIZER" \
-        --out "$MVL_DATA_ROOT/packed/$seq_len/eval" --seq-len "$seq_len"
+    commands+=("$(pack "$seq_len" eval "${inputs[@]}")")
 done
 for kind in "${LONG_KINDS[@]}"; do
     mapfile -t inputs < <(shards train "$kind")
-    "$PY" -m data_prep pack --input "${inputs[@]}" --tokenizer "$MVL_TOKENIZER" \
-        --out "$MVL_DATA_ROOT/packed/2048/$kind" --seq-len 2048
-    "$PY" -m data_prep verify "$MVL_DATA_ROOT/packed/2048/$kind"
+    commands+=("$(pack 2048 "$kind" "${inputs[@]}") && $(printf '%q ' "$PY" -m data_prep verify "$MVL_DATA_ROOT/packed/2048/$kind")")
 done
-"$PY" -m data_prep ingest --input "$OUT/raw/train/language.jsonl" --out "$OUT/shards/train/language" --overwrite
-"$PY" -m data_prep pack --input "$OUT/shards/train/language" --tokenizer "$MVL_TOKENIZER" \
-    --out "$MVL_DATA_ROOT/packed/1024/language" --seq-len 1024
+commands+=("$(pack 1024 language "$OUT/shards/train/language")")
+two_at_a_time "${commands[@]}"
 
 step "2/4 training: the text warm-up and the four curriculum stages of tiny on 2 CPU ranks"
 # Each stage's last checkpoint answers the held-out pictures as a pre-training document reads: the picture, then
-# nothing (a caption follows) or the grounding query and a new line (the boxes follow). every=10^6: only at the end.
+# nothing (a caption follows) or the grounding query and a new line (the boxes follow): at the end of each stage
+# (every=10^6), and every 240 steps of stage 3 (the longer mode's climb).
 BENCHMARKS="$OUT/raw/eval/benchmarks"
 BENCHMARK_ARGS="--set benchmarks.files=[\"$BENCHMARKS/captions.jsonl\",\"$BENCHMARKS/grounding.jsonl\"]
     --set benchmarks.chat=false --set benchmarks.caption_prompt=\"\" --set benchmarks.grounding_prompt=\"{query}\\n\"
     --set benchmarks.batch_size=20 --set benchmarks.every=1000000"
 for stage in "${STAGES[@]}"; do
-    tokens="$("$PY" -m megatron_vl.training.train --recipe "$stage" --model tiny --dry-run \
-        | "$PY" -c "import json, sys; print(int(json.load(sys.stdin)['recipe']['train_tokens'] * $SCALE))")"
-    MVL_TRAIN_ARGS="--set train_tokens=$tokens $BENCHMARK_ARGS" bash launch/local.sh "$stage" 2
+    stage_args=""
+    if [[ "$stage" == stage3_multimodal ]]; then
+        stage_args="--set benchmarks.every=240"
+        if [[ "$SCALE" != 1 ]]; then
+            tokens="$("$PY" -m megatron_vl.training.train --recipe "$stage" --model tiny --dry-run \
+                | "$PY" -c "import json, sys; print(int(json.load(sys.stdin)['recipe']['train_tokens'] * $SCALE))")"
+            stage_args+=" --set train_tokens=$tokens"
+        fi
+    fi
+    MVL_TRAIN_ARGS="$BENCHMARK_ARGS $stage_args" bash launch/local.sh "$stage" 2
 done
 
 step "3/4 conversion: the last checkpoint -> Hugging Face folder $OUT/hf, verified against transformers"
