@@ -30,12 +30,12 @@ def test_first_sequences_in_order_split_over_ranks(packed_corpus):
 def test_whole_dataset_by_default_and_the_remainder_is_reported(packed_corpus, caplog):
     with caplog.at_level(logging.WARNING, logger="megatron_vl.data.eval_loader"):
         loader = eval_loader(packed_corpus, micro_batch_size=4, global_batch_size=8)
-    assert (loader.num_samples, loader.num_dropped) == (88, 1)
-    assert "uses 88 of 89 sequences" in caplog.text
+    assert (loader.num_samples, loader.num_dropped) == (88, 2)
+    assert "uses 88 of 90 sequences" in caplog.text
 
 
 def test_impossible_evaluation_sizes_are_refused(packed_corpus):
-    with pytest.raises(ValueError, match="eval_samples=500 but .* holds 89 sequences"):
+    with pytest.raises(ValueError, match="eval_samples=500 but .* holds 90 sequences"):
         eval_loader(packed_corpus, eval_samples=500)
     with pytest.raises(ValueError, match="use at least 4"):
         eval_loader(packed_corpus, 0, 2, eval_samples=3)

@@ -92,7 +92,7 @@ def test_sigterm_to_one_rank_saves_and_exits_0(interrupted):
 
 def test_resume_at_another_tensor_parallel_size_continues_the_run(data_root, init_checkpoint, reference, interrupted):
     copy, stopped_at = interrupted["copy"], interrupted["stopped_at"]
-    torchrun.run(**_stage1(data_root, init_checkpoint, copy, ("parallel.tensor_parallel=1",)))
+    torchrun.run(**_stage1(data_root, init_checkpoint, copy, ("parallel.sequence_parallel=false", "parallel.tensor_parallel=1")))
     expected, resumed = torchrun.losses(reference, STAGE1), torchrun.losses(copy, STAGE1)
     assert sorted(resumed) == list(range(stopped_at + 1, ITERATIONS + 1))
     for iteration in resumed:
