@@ -1,7 +1,7 @@
 #!/bin/bash
 # The whole pipeline on this machine, on CPU, from nothing to a Hugging Face model that generates:
 #
-#   bash launch/demo.sh [OUT_DIR]          (default OUT_DIR: demo_out; about 12 minutes on 2 cores)
+#   bash launch/demo.sh [OUT_DIR]          (default OUT_DIR: demo_out; 9m32s on 2 cores)
 #
 #   1. draw a demo corpus of every data kind (pictures, videos, GUI screens, text), train a tokenizer,
 #      ingest (videos sampled at 2 fps, frames of 56x56 to 112x112 pixels), pack at 1024 and 2048 tokens
