@@ -3,8 +3,9 @@
 Everything is templated so a tiny model can learn it in a few hundred steps: captions list the
 drawn shapes with their places in a fixed order, grounding answers are the boxes the shapes were
 drawn at (on a shaded background, which shows where each patch lies), OCR transcripts are the
-rendered lines, and chains of thought work arithmetic column by column. Each generator takes a seeded ``random.Random`` and a ``Canvas`` that saves the images it
-draws and returns their paths, and returns one raw record (the ingest schema).
+rendered lines, and chains of thought work arithmetic column by column. Each generator takes a
+seeded ``random.Random`` and a ``Canvas`` that saves the images it draws and returns their paths,
+and returns one raw record (the ingest schema).
 """
 
 from __future__ import annotations

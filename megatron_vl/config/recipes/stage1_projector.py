@@ -5,8 +5,8 @@ converted by ``checkpoints_tools.from_hf`` (``$MVL_CHECKPOINT_ROOT/from_hf``); T
 parallelism: the frozen LLM still carries activations for the projector's gradients. On
 launch/stage1_projector.sh's 64 GPUs: DP=32, 8 micro-batches per rank per step, no pipeline bubble; about 27 GiB
 per GPU (``train --dry-run``).
-``tiny``: 1024-token sequences, 20 steps of 8 sequences at TP=2 with sequence parallelism on 2 CPU ranks, from stage 0's LLM (the text
-warm-up ``stage0_language``) with a random ViT and projector.
+``tiny``: 1024-token sequences, 20 steps of 8 sequences at TP=2 with sequence parallelism on 2 CPU ranks,
+from stage 0's LLM (the text warm-up ``stage0_language``) with a random ViT and projector.
 """
 
 from megatron_vl.config.parallel import ParallelConfig

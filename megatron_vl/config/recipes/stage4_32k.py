@@ -51,7 +51,8 @@ def recipe(model: str) -> StageRecipe:
             name="stage4_32k", model="tiny", trains=TrainedModules(vision_lr=1e-4, projector_lr=1e-4, language_lr=1e-4),
             blend=BLEND, seq_len=2048, global_batch_size=8, train_tokens=10 * 8 * 2048, init_from="stage3_multimodal",
             parallel=ParallelConfig(pipeline_parallel=2, first_pipeline_stage_language_layers=1),
-            schedule=LRSchedule(warmup_fraction=0.1), recompute=RecomputeSettings(enabled=True), checkpoint=CheckpointSettings(save_every=5, keep_last=2),
+            schedule=LRSchedule(warmup_fraction=0.1), recompute=RecomputeSettings(enabled=True),
+            checkpoint=CheckpointSettings(save_every=5, keep_last=2),
             logging=LoggingSettings(log_every=5), eval=EvalSettings(every=5, samples=4), num_workers=1,
         )
     return StageRecipe(
