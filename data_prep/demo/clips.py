@@ -10,7 +10,6 @@ import fractions
 import io
 import random
 
-import av
 import numpy as np
 from PIL import Image
 
@@ -132,6 +131,8 @@ def describe_clip(clip: Clip) -> str:
 def encode_clip(clip: Clip) -> bytes:
     """The clip as an H.264 MP4 (yuv420p), the same bytes for the same clip: one encoder thread and a constant
     quantiser (see ``CODEC_OPTIONS``)."""
+    import av  # here, not at the top: drawing a corpus without videos needs no PyAV (the GPU check's machine has none)
+
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=clip.fps, options=CODEC_OPTIONS)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import urllib.parse
 
-import braceexpand
-
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
 TAR_SUFFIX = ".tar"
 URL_SCHEMES = ("s3", "gs", "gcs", "http", "https")
@@ -53,7 +51,7 @@ def find_inputs(arguments: list[str]) -> list[str]:
     """
     found = []
     for argument in arguments:
-        for location in braceexpand.braceexpand(argument):
+        for location in _brace_expansion(argument):
             found.extend(_expand_location(location))
     seen = set()
     for location in found:
@@ -61,6 +59,14 @@ def find_inputs(arguments: list[str]) -> list[str]:
             raise ValueError(f"input {location} is named twice by --input {' '.join(arguments)}; name each input once")
         seen.add(location)
     return found
+
+
+def _brace_expansion(argument: str) -> list[str]:
+    if "{" not in argument:
+        return [argument]
+    import braceexpand  # here, not at the top: plain paths need none (the GPU check's machine has no braceexpand)
+
+    return list(braceexpand.braceexpand(argument))
 
 
 def _expand_location(location: str) -> list[str]:

@@ -12,11 +12,17 @@ import contextlib
 import dataclasses
 import io
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 
 from data_prep.ingest.rejects import RejectError, RejectReason
+
+if TYPE_CHECKING:
+    import av
+
+AV_TIME_BASE = 1_000_000
+"""FFmpeg's ``AV_TIME_BASE``: a container's duration counts microseconds."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -34,6 +40,8 @@ class VideoStreamInfo:
 
 @contextlib.contextmanager
 def _opened(data: bytes, reference: str) -> Iterator[av.video.stream.VideoStream]:
+    import av  # here, not at the top: ingesting pictures needs no PyAV (the GPU check's machine has none)
+
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.video:
@@ -60,7 +68,7 @@ def stream_info(data: bytes, reference: str) -> VideoStreamInfo:
         elif stream.duration is not None and stream.time_base is not None:
             seconds = float(stream.duration * stream.time_base)
         else:
-            seconds = max(stream.container.duration or 0, 0) / av.time_base
+            seconds = max(stream.container.duration or 0, 0) / AV_TIME_BASE
         return VideoStreamInfo(claimed_frames=stream.frames, fps=float(rate), claimed_seconds=seconds)
 
 
