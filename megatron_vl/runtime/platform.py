@@ -84,7 +84,7 @@ def peak_flops_of(device_name: str) -> float | None:
     return None
 
 
-def _transformer_engine_error() -> str | None:
+def transformer_engine_error() -> str | None:
     """Why Transformer Engine's megatron modules cannot be used, or None when they can."""
     try:
         import megatron.core.extensions.transformer_engine  # noqa: F401
@@ -136,6 +136,6 @@ def detect_platform(layer_backend: str | None = None) -> Platform:
         backend = choose_layer_backend(layer_backend, on_gpu=False, transformer_engine_error=None)
         return Platform(device="cpu", device_name="cpu", layer_backend=backend)
     name = torch.cuda.get_device_name(0)
-    error = _transformer_engine_error() if layer_backend != "local" else None
+    error = transformer_engine_error() if layer_backend != "local" else None
     backend = choose_layer_backend(layer_backend, on_gpu=True, transformer_engine_error=error)
     return Platform(device="cuda", device_name=name, layer_backend=backend, peak_flops=peak_flops_of(name))

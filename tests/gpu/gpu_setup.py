@@ -39,7 +39,7 @@ def transformer_engine_error() -> str | None:
         return "the tests run on the CPU"
     from megatron_vl.runtime import platform
 
-    return platform._transformer_engine_error()
+    return platform.transformer_engine_error()
 
 
 def layer_backends() -> list[str]:

@@ -44,7 +44,7 @@ def test_detect_platform_on_a_gpu_without_transformer_engine(monkeypatch):
     monkeypatch.delenv(platform.LAYER_BACKEND_ENVIRONMENT, raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "NVIDIA H200")
-    monkeypatch.setattr(platform, "_transformer_engine_error", lambda: "No module named 'transformer_engine'")
+    monkeypatch.setattr(platform, "transformer_engine_error", lambda: "No module named 'transformer_engine'")
     with pytest.raises(ValueError, match="Transformer Engine does not import"):
         detect_platform()
     chosen = detect_platform("local")
