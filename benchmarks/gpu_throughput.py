@@ -138,7 +138,9 @@ def measure(model, config, batch: dict, *, steps: int, warmup: int, platform, re
     )
 
 
-def run(args) -> dict:
+def run(args, on_progress=None) -> dict:
+    """Measure every ``args.seq_lens``; ``on_progress(report)`` after each, so a run stopped part-way keeps the
+    lengths it finished. A length that does not fit the GPU's memory is reported as such, not raised."""
     from megatron_vl.config.parallel import ParallelConfig
     from megatron_vl.models import VLModel
     from megatron_vl.runtime.distributed import init_single_process
@@ -153,33 +155,42 @@ def run(args) -> dict:
     set_seed(0, pgs)
     config = _config(args)
     generator = torch.Generator().manual_seed(0)
-    results, parameters = [], 0
-    for seq_len in args.seq_lens:
-        recompute = _recipe_recompute(seq_len)
-        model = VLModel(config, parallel=parallel, pg_collection=pgs, platform=platform)
-        parameters = sum(param.numel() for param in model.parameters())
-        apply_recompute(model, recompute)
-        batch = _micro_batch(config, seq_len, args, generator, platform.device)
-        described = f"full, {recompute.method}, {recompute.num_layers}" if recompute.enabled else "none"
-        results.append(measure(model, config, batch, steps=args.steps, warmup=args.warmup, platform=platform,
-                               recompute=described))
-        del model, batch
-        if platform.on_gpu:
-            torch.cuda.empty_cache()
-    return {
+    report = {
         "device": platform.device_name,
         "layer_backend": platform.layer_backend,
         "model": f"{args.model} with {args.language_layers} LLM layers, full ViT, bf16",
-        "parameters": parameters,
-        "measurements": [dataclasses.asdict(result) for result in results],
+        "parameters": None,
+        "requested_seq_lens": list(args.seq_lens),
+        "measurements": [],
+        "out_of_memory": [],
     }
+    for seq_len in args.seq_lens:
+        recompute = _recipe_recompute(seq_len)
+        described = f"full, {recompute.method}, {recompute.num_layers}" if recompute.enabled else "none"
+        model = batch = None
+        try:
+            model = VLModel(config, parallel=parallel, pg_collection=pgs, platform=platform)
+            report["parameters"] = sum(param.numel() for param in model.parameters())
+            apply_recompute(model, recompute)
+            batch = _micro_batch(config, seq_len, args, generator, platform.device)
+            measurement = measure(model, config, batch, steps=args.steps, warmup=args.warmup, platform=platform,
+                                  recompute=described)
+            report["measurements"].append(dataclasses.asdict(measurement))
+        except torch.OutOfMemoryError as error:
+            report["out_of_memory"].append({"seq_len": seq_len, "recompute": described, "error": str(error).split("\n")[0]})
+        del model, batch
+        if platform.on_gpu:
+            torch.cuda.empty_cache()
+        if on_progress is not None:
+            on_progress(report)
+    return report
 
 
 def table(report: dict) -> str:
     """The results as a Markdown table."""
+    parameters = f"{report['parameters'] / 1e6:,.0f}M parameters" if report["parameters"] else "not built"
     lines = [
-        f"{report['model']}, {report['parameters'] / 1e6:,.0f}M parameters, on {report['device']} "
-        f"({report['layer_backend']} layers)",
+        f"{report['model']}, {parameters}, on {report['device']} ({report['layer_backend']} layers)",
         "",
         "| packed tokens | recompute | step (s) | tokens/s/GPU | model TFLOP/s | MFU | peak memory (GiB) |",
         "|---|---|---|---|---|---|---|",
@@ -190,6 +201,8 @@ def table(report: dict) -> str:
             f"| {m['seq_len']} | {m['recompute']} | {m['step_seconds']:.3f} | {m['tokens_per_second']:,.0f} | "
             f"{m['model_tflops_per_second']:.1f} | {mfu} | {m['peak_memory_gib']:.1f} |"
         )
+    for m in report.get("out_of_memory", []):
+        lines.append(f"| {m['seq_len']} | {m['recompute']} | out of memory | | | | |")
     return "\n".join(lines)
 
 
@@ -206,11 +219,13 @@ def main(argv=None) -> None:
     parser.add_argument("--layer-backend", default=None, help="auto | transformer_engine | local (default: $MVL_LAYER_BACKEND, else auto)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
-    report = run(args)
-    print(table(report))
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump(report, file, indent=2)
+
+    def write(report: dict) -> None:
+        if args.json:
+            with open(args.json, "w") as file:
+                json.dump(report, file, indent=2)
+
+    print(table(run(args, on_progress=write)))
 
 
 if __name__ == "__main__":
