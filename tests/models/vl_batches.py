@@ -20,8 +20,9 @@ def tiny_config(**overrides) -> VLModelConfig:
     return tiny(image_token_id=IMAGE, video_token_id=VIDEO, **overrides)
 
 
-def hf_model(config: VLModelConfig, seed: int = 0):
-    """HF ``Qwen2_5_VLForConditionalGeneration`` for ``config``, every parameter (biases and norms too) random."""
+def hf_model(config: VLModelConfig, seed: int = 0, std: float = 0.05):
+    """HF ``Qwen2_5_VLForConditionalGeneration`` for ``config``, every parameter (biases and norms too) random:
+    normal of ``std`` around 0, norms around 1."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from megatron_vl.models.hf_config import to_hf_config
@@ -35,7 +36,7 @@ def hf_model(config: VLModelConfig, seed: int = 0):
     with torch.no_grad():
         for name, param in model.named_parameters():
             is_norm = any(part in name for part in ("norm", "ln_q"))
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.05 + (1.0 if is_norm else 0.0))
+            param.copy_(torch.randn(param.shape, generator=generator) * std + (1.0 if is_norm else 0.0))
     return model
 
 
