@@ -5,7 +5,10 @@ its images as <|vision_start|> + one <|image_pad|> per merged vision token + <|v
 (counted from the stored image size, never decoded), its videos likewise with one <|video_pad|> per
 merged vision token of each temporal patch of frames, <|endoftext|> at the end. Documents are
 shuffled with --seed, sorted by length within windows of --window documents and packed best-fit
-into sequences, padded to --seq-len. Each packed sample holds tokens, labels, loss mask, M-RoPE
+into sequences, padded to --seq-len. With --document-alignment A each document takes its length
+rounded up to a multiple of A when rows are planned, so that training under context parallelism over
+CP ranks (A a multiple of 2 x CP) can pad every document and the row still holds --seq-len tokens; the
+reserved room is padding in the stored rows and counts as padding in the utilisation. Each packed sample holds tokens, labels, loss mask, M-RoPE
 positions (per document, as transformers' get_rope_index; a video's temporal positions count
 --tokens-per-second per second), document lengths, the images' and video frames' PNG bytes and
 every document's provenance; manifest.json records checksums and token counts.
@@ -86,6 +89,9 @@ class PackOptions:
     """Policy for documents longer than seq_len: ``split`` or ``drop`` (see the module docstring)."""
     tokens_per_second: int = 2
     """Temporal M-RoPE positions per second of video: the model's ``vision.tokens_per_second`` (Qwen2.5-VL: 2)."""
+    document_alignment: int = 1
+    """Room of each document rounded up to a multiple of this when rows are planned: context parallelism over CP
+    ranks needs a multiple of 2 x CP (e.g. 16 serves CP up to 8); 1 reserves nothing."""
     workers: int = 1
     """Worker processes; the output does not depend on it."""
     partition: Partition | None = None
@@ -95,14 +101,19 @@ class PackOptions:
     def __post_init__(self) -> None:
         if not self.inputs:
             raise ValueError("pack needs at least one --input directory")
-        for name in ("seq_len", "window", "shard_size", "workers", "tokens_per_second"):
+        for name in ("seq_len", "window", "shard_size", "workers", "tokens_per_second", "document_alignment"):
             positive_int("PackOptions", name, getattr(self, name))
         one_of("PackOptions", "long_doc", self.long_doc, LONG_DOC_POLICIES)
+        if self.seq_len % self.document_alignment:
+            raise ValueError(
+                f"--document-alignment {self.document_alignment} does not divide --seq-len {self.seq_len}: a document "
+                "as long as a row could not be padded; choose an alignment that divides the sequence length"
+            )
 
     @property
     def settings(self) -> PackSettings:
         return PackSettings(seed=self.seed, window=self.window, shard_size=self.shard_size, long_doc=self.long_doc,
-                            tokens_per_second=self.tokens_per_second)
+                            tokens_per_second=self.tokens_per_second, document_alignment=self.document_alignment)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +136,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="temporal M-RoPE positions per second of video: the model's vision.tokens_per_second "
                              f"(default {defaults['tokens_per_second']}, Qwen2.5-VL's; training refuses a dataset "
                              "packed with another)")
+    parser.add_argument("--document-alignment", type=int, default=defaults["document_alignment"], metavar="A",
+                        help="plan each document's room rounded up to a multiple of A tokens, the padding context "
+                             "parallelism needs (A a multiple of 2 x CP; 16 serves CP up to 8; default 1: none)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="worker processes (default: all CPUs)")
     parser.add_argument("--partition", type=Partition.parse, metavar="I/N",
                         help="pack partition I of N: reads INPUT/partition-IIIII-of-NNNNN/ of each --input, writes "
@@ -142,13 +156,15 @@ def run(args: argparse.Namespace) -> int:
                          "window": args.window, "shard_size": args.shard_size, "long_doc": args.long_doc,
                          "tokens_per_second": args.tokens_per_second},
         }
+        if args.document_alignment != 1:  # partitions finished before the option existed keep their identity
+            identity["settings"]["document_alignment"] = args.document_alignment
         if finished(out, identity):
             print(f"{out} is finished already (partition {partition}); nothing to do")
             return 0
     options = PackOptions(
         inputs=inputs, tokenizer=args.tokenizer, out=out, seq_len=args.seq_len, seed=args.seed,
         window=args.window, shard_size=args.shard_size, long_doc=args.long_doc, workers=args.workers,
-        partition=partition, tokens_per_second=args.tokens_per_second,
+        partition=partition, tokens_per_second=args.tokens_per_second, document_alignment=args.document_alignment,
     )
     started = time.monotonic()
     try:
@@ -187,7 +203,8 @@ def pack(options: PackOptions, *, progress: bool = True) -> PackedManifest | Non
 
     prefixes, tokenized = _tokenize(options, inputs, manifests, image_settings, work, progress)
     documents = [(number, document) for number, shard in enumerate(tokenized) for document in shard.documents]
-    lengths = np.array([document.length for _, document in documents], dtype=np.int64)
+    alignment = options.document_alignment
+    lengths = np.array([-(-document.length // alignment) * alignment for _, document in documents], dtype=np.int64)
     sequences = plan_sequences(lengths, seq_len=options.seq_len, seed=options.seed, window=options.window)
     if not sequences:
         dropped = Counter()

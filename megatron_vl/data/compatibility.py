@@ -17,16 +17,18 @@ def open_compatible_dataset(
     tokenizer_fingerprint: str,
     image_settings: ImageSettings,
     tokens_per_second: int,
+    document_alignment: int = 1,
     retry_seconds: float = DEFAULT_RETRY_SECONDS,
 ) -> PackedDataset:
     """The packed dataset in ``directory`` (a local folder or a URL), after checking its manifest against the run's
-    settings (``tokens_per_second``: the model's ``vision.tokens_per_second``); ``retry_seconds`` bounds the
+    settings (``tokens_per_second``: the model's ``vision.tokens_per_second``; ``document_alignment``: the padding
+    of every document the run needs, 2 x CP under context parallelism); ``retry_seconds`` bounds the
     retries of a URL's transient errors (``storage.DatasetFiles``)."""
     try:
         dataset = PackedDataset(directory, retry_seconds=retry_seconds)
         dataset.manifest.check_compatible(
             seq_len=seq_len, tokenizer_fingerprint=tokenizer_fingerprint, image_settings=image_settings,
-            tokens_per_second=tokens_per_second,
+            tokens_per_second=tokens_per_second, document_alignment=document_alignment,
         )
     except ValueError as error:
         raise ValueError(f"packed dataset {directory}: {error}") from None

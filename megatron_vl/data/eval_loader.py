@@ -30,9 +30,11 @@ class EvalLoader:
         data_parallel_rank: int = 0,
         data_parallel_size: int = 1,
         tokens_per_second: int = 2,
+        document_alignment: int = 1,
     ) -> None:
         """``tokens_per_second`` is the model's ``vision.tokens_per_second`` (Qwen2.5-VL's 2 by default): a dataset
-        packed for another is refused."""
+        packed for another is refused. ``document_alignment`` (2 x CP under context parallelism) pads every document
+        to a multiple of it; a dataset packed without that room is refused."""
         if config.eval_path is None:
             raise ValueError("DataConfig.eval_path is not set; give a held-out packed dataset to evaluate on")
         if not 0 <= data_parallel_rank < data_parallel_size:
@@ -40,6 +42,7 @@ class EvalLoader:
         dataset = open_compatible_dataset(
             config.eval_path, seq_len=config.seq_len, tokenizer_fingerprint=tokenizer_fingerprint,
             image_settings=config.image_settings, tokens_per_second=tokens_per_second,
+            document_alignment=document_alignment,
             retry_seconds=config.remote_retry_seconds,
         )
         wanted = len(dataset) if config.eval_samples is None else config.eval_samples
@@ -66,7 +69,7 @@ class EvalLoader:
                 self.num_samples, wanted, config.eval_path, self.num_dropped, data_parallel_size,
                 config.micro_batch_size,
             )
-        self.reader = MicroBatchReader([dataset], config.image_settings)
+        self.reader = MicroBatchReader([dataset], config.image_settings, document_alignment)
 
     def __len__(self) -> int:
         """Micro-batches per rank in one evaluation pass."""

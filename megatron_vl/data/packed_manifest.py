@@ -80,10 +80,15 @@ class PackSettings:
     tokens_per_second: int = 2
     """Temporal M-RoPE positions per second of video (the model's ``vision.tokens_per_second``; 2 is
     Qwen2.5-VL's, and what manifests written before videos existed mean)."""
+    document_alignment: int = 1
+    """Each document's room in a sequence was planned rounded up to a multiple of this, so that the loader can
+    pad every document to it and the row still holds ``seq_len`` tokens: context parallelism over CP ranks
+    needs documents of a multiple of 2 x CP tokens. 1 (manifests written before it existed): no room reserved."""
 
     def __post_init__(self) -> None:
         positive_int("pack settings", "window", self.window)
         positive_int("pack settings", "tokens_per_second", self.tokens_per_second)
+        positive_int("pack settings", "document_alignment", self.document_alignment)
         positive_int("pack settings", "shard_size", self.shard_size)
         one_of("pack settings", "long_doc", self.long_doc, LONG_DOC_POLICIES)
 
@@ -131,7 +136,7 @@ class PackedManifest:
     image_settings: ImageSettings
     """Image preprocessing settings (min/max pixels, patch, merge sizes) of the sample shards."""
     pack_settings: PackSettings
-    """Options that decide the output: seed, window, shard_size, long_doc."""
+    """Options that decide the output: seed, window, shard_size, long_doc, tokens_per_second, document_alignment."""
     sources: list[PackSource]
     """Input sample-shard datasets, in order."""
     shards: list[ShardEntry]
@@ -200,9 +205,11 @@ class PackedManifest:
             raise ValueError(f"{where}: {error}; re-run pack") from None
 
     def check_compatible(
-        self, *, seq_len: int, tokenizer_fingerprint: str, image_settings: ImageSettings, tokens_per_second: int
+        self, *, seq_len: int, tokenizer_fingerprint: str, image_settings: ImageSettings, tokens_per_second: int,
+        document_alignment: int = 1,
     ) -> None:
-        """Refuse a dataset made for another sequence length, tokenizer, image preprocessing or video time scale."""
+        """Refuse a dataset made for another sequence length, tokenizer, image preprocessing or video time scale,
+        or one whose rows lack the room to pad every document to ``document_alignment`` tokens."""
         wanted = {"seq_len": seq_len, "tokenizer_fingerprint": tokenizer_fingerprint}
         for name, value in wanted.items():
             if getattr(self, name) != value:
@@ -222,6 +229,13 @@ class PackedManifest:
                 f"packed dataset's video positions count {self.pack_settings.tokens_per_second} per second but the "
                 f"model's vision.tokens_per_second is {tokens_per_second}; re-pack the data with "
                 f"`python -m data_prep pack --tokens-per-second {tokens_per_second}` or fix the model config"
+            )
+        if self.pack_settings.document_alignment % document_alignment:
+            raise ValueError(
+                f"context parallelism pads every document to a multiple of {document_alignment} tokens (2 x CP), but "
+                f"this dataset was packed with room for documents aligned to {self.pack_settings.document_alignment}; "
+                f"re-pack it with `python -m data_prep pack --document-alignment {document_alignment}` (or a multiple: "
+                "16 serves CP up to 8), or lower parallel.context_parallel"
             )
 
 

@@ -37,6 +37,8 @@ class SampleContract:
     """Video frames per temporal patch (a video's grid t is its frames / this, rounded up)."""
     tokens_per_second: int
     """Temporal M-RoPE positions per second of video."""
+    document_alignment: int = 1
+    """The row holds its documents each rounded up to a multiple of this (``pack --document-alignment``)."""
 
     @classmethod
     def of_manifest(cls, manifest: PackedManifest) -> "SampleContract":
@@ -46,6 +48,7 @@ class SampleContract:
             video_pad_id=ids["<|video_pad|>"], vision_start_id=ids["<|vision_start|>"],
             vision_end_id=ids["<|vision_end|>"], patch_size=images.patch_size, merge_size=images.merge_size,
             temporal_patch_size=images.temporal_patch_size, tokens_per_second=manifest.pack_settings.tokens_per_second,
+            document_alignment=manifest.pack_settings.document_alignment,
         )
 
 
@@ -54,9 +57,9 @@ def check_packed_sample(sample: PackedSample, contract: SampleContract) -> list[
 
     Structure (dtypes, shapes, lengths), then per document: its record's length, labels that are the
     next tokens, a loss mask off images, videos, vision markers and the document's end, image and video
-    markers and placeholders that match the grids, M-RoPE positions, its record's loss_tokens; then the
-    padding, each image's PNG size against its grid, and each video's frame count and every frame's PNG
-    size against its grid.
+    markers and placeholders that match the grids, M-RoPE positions, its record's loss_tokens; then the room
+    the document alignment reserves, the padding, each image's PNG size against its grid, and each video's
+    frame count and every frame's PNG size against its grid.
     """
     problems = sample.structure_problems()
     if problems:
@@ -68,6 +71,11 @@ def check_packed_sample(sample: PackedSample, contract: SampleContract) -> list[
     cu = sample.cu_seqlens.tolist()
     for start, end, record in zip(cu[:-1], cu[1:], sample.documents):
         problems += _document_problems(sample, start, end, record, grids, seconds, contract)
+    alignment = contract.document_alignment
+    room = int(sum(-(-length // alignment) * alignment for length in sample.seq_lens.tolist()))
+    if room > sample.seq_len:
+        problems.append(f"documents {sample.seq_lens.tolist()} rounded up to multiples of the manifest's document "
+                        f"alignment {alignment} need {room} tokens, more than the row's {sample.seq_len}")
     tail = slice(cu[-1], None)
     pad = contract.pad_id
     if np.any(sample.tokens[tail] != pad) or np.any(sample.labels[tail] != pad) or np.any(sample.loss_mask[tail]):

@@ -71,9 +71,12 @@ class MicroBatchResult:
 class MicroBatchReader(torch.utils.data.Dataset):
     """Turns a ``MicroBatchPlan`` into a ``MicroBatchResult``; runs inside DataLoader workers."""
 
-    def __init__(self, datasets: list[PackedDataset], image_settings: ImageSettings) -> None:
+    def __init__(self, datasets: list[PackedDataset], image_settings: ImageSettings, document_alignment: int = 1) -> None:
+        """``document_alignment``: pad every document of a micro-batch to a multiple of it (2 x CP under context
+        parallelism; the datasets' manifests must have reserved the room)."""
         self.datasets = datasets
         self.image_settings = image_settings
+        self.document_alignment = document_alignment
         self._contracts = [SampleContract.of_manifest(dataset.manifest) for dataset in datasets]
 
     def read(self, dataset: int, sample: int) -> tuple[PackedSample, list[np.ndarray], list[np.ndarray]]:
@@ -132,7 +135,7 @@ class MicroBatchReader(torch.utils.data.Dataset):
             for k, (dataset, before) in enumerate(zip(self.datasets, retries_before))
             if dataset.files.retries != before
         }
-        batch = build_batch(samples, patches, ids, self.image_settings.patch_dim, video_patches)
+        batch = build_batch(samples, patches, ids, self.image_settings.patch_dim, video_patches, self.document_alignment)
         return MicroBatchResult(batch, skipped, reads, plan, retried)
 
 

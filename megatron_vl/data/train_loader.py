@@ -63,10 +63,13 @@ class TrainLoader:
         data_parallel_size: int = 1,
         data_parallel_group: dist.ProcessGroup | None = None,
         tokens_per_second: int = 2,
+        document_alignment: int = 1,
     ) -> None:
         """``data_parallel_group`` sums the corrupt-sample counts in ``state_dict``; None means the
         default group, which must then be exactly the data-parallel ranks. ``tokens_per_second`` is the
-        model's ``vision.tokens_per_second`` (Qwen2.5-VL's 2 by default): datasets packed for another are refused."""
+        model's ``vision.tokens_per_second`` (Qwen2.5-VL's 2 by default): datasets packed for another are refused.
+        ``document_alignment`` (2 x CP under context parallelism) pads every document to a multiple of it; datasets
+        packed without that room are refused."""
         if not 0 <= data_parallel_rank < data_parallel_size:
             raise ValueError(f"data_parallel_rank={data_parallel_rank} is not in [0, {data_parallel_size})")
         self.config = config
@@ -78,13 +81,14 @@ class TrainLoader:
             open_compatible_dataset(
                 entry.path, seq_len=config.seq_len, tokenizer_fingerprint=tokenizer_fingerprint,
                 image_settings=config.image_settings, tokens_per_second=tokens_per_second,
+                document_alignment=document_alignment,
                 retry_seconds=config.remote_retry_seconds,
             )
             for entry in config.blend
         ]
         self._manifest_sha256 = [dataset.manifest_sha256 for dataset in self.datasets]
         self.stream = BlendedStream([len(dataset) for dataset in self.datasets], [e.weight for e in config.blend], config.seed)
-        self.reader = MicroBatchReader(self.datasets, config.image_settings)
+        self.reader = MicroBatchReader(self.datasets, config.image_settings, document_alignment)
         self._cursor = self.stream.start()
         self._resumed = [ReadCounts() for _ in self.datasets]  # all ranks' counts up to the loaded state
         self._counts = [ReadCounts() for _ in self.datasets]  # this rank's since then, at whole steps

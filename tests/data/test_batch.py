@@ -3,6 +3,7 @@
 import itertools
 
 import numpy as np
+import pytest
 import torch
 
 from megatron_vl.data.batch import build_batch
@@ -61,3 +62,33 @@ def test_padding_tail_is_its_own_segment_and_text_only_rows_have_no_patches():
     assert batch.video_grid_thw.shape == (0, 3) and batch.video_grid_thw.dtype == torch.int64
     assert batch.second_per_grid_ts.shape == (0,) and batch.second_per_grid_ts.dtype == torch.float32
     assert batch.loss_tokens_per_kind == {"text": 18}
+
+
+def test_documents_are_padded_to_the_alignment_from_the_tail():
+    size, pad = 16, 0
+    tokens = np.array([7, 8, 9, 7, 8, 1, 2, 3, 4, 5] + [pad] * 6, np.int32)
+    labels = np.array([8, 9, pad, 8, pad, 2, 3, 4, 5, pad] + [pad] * 6, np.int32)
+    loss = np.array([1, 1, 0, 1, 0, 1, 1, 1, 1, 0] + [0] * 6, np.uint8)
+    positions = np.stack([np.array([0, 1, 2, 0, 1, 0, 1, 1, 3, 4] + [0] * 6)] * 3).astype(np.int32)
+    positions[1, 7] = 2  # an image-like position: h differs from t
+    sample = PackedSample(
+        tokens=tokens, labels=labels, loss_mask=loss, position_ids=positions, seq_lens=np.array([3, 2, 5], np.int32),
+        images=[], image_grid_thw=[], documents=[packed_document("text", n) for n in (3, 2, 5)], num_padding=6,
+    )
+    batch = build_batch([sample], [], [(0, 0)], ImageSettings().patch_dim, document_alignment=4)
+    assert batch.cu_seqlens.tolist() == [0, 4, 8, 16]
+    assert batch.tokens[0].tolist() == [7, 8, 9, pad, 7, 8, pad, pad, 1, 2, 3, 4, 5, pad, pad, pad]
+    assert batch.loss_mask[0].tolist() == [1, 1, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0]
+    assert batch.labels[0].tolist()[:8] == [8, 9, pad, pad, 8, pad, pad, pad]
+    # Padding continues each document's positions (after its largest), equal on the three axes.
+    assert batch.position_ids[:, 0, 3].tolist() == [3, 3, 3] and batch.position_ids[:, 0, 6:8].tolist() == [[2, 3]] * 3
+    assert batch.position_ids[:, 0, 13:].tolist() == [[5, 6, 7]] * 3
+    assert batch.position_ids[1, 0, 8:13].tolist() == [0, 1, 2, 3, 4]
+    assert batch.loss_tokens_per_kind == build_batch([sample], [], [(0, 0)], ImageSettings().patch_dim).loss_tokens_per_kind
+
+
+def test_a_dataset_packed_without_room_for_the_alignment_is_refused(packed_corpus):
+    with pytest.raises(ValueError, match=r"packed with room for documents aligned to 1; re-pack it with "
+                                         r"`python -m data_prep pack --document-alignment 4`"):
+        TrainLoader(packed_corpus.config(), tokenizer_fingerprint=packed_corpus.tokenizer_fingerprint,
+                    document_alignment=4)

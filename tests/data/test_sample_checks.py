@@ -162,3 +162,11 @@ def test_the_loader_and_verify_refuse_the_same_sample(packed_corpus, tmp_path):
     assert verify_dataset(directory, deep=True, progress=False) == [
         f"{shard_name(0)} sample 1: document at 0: position ids are not the document's M-RoPE positions"
     ]
+
+
+def test_a_row_without_the_room_its_document_alignment_needs_is_named():
+    # Two documents of 10 tokens take 12 + 12 at alignment 4 (fits 24); at alignment 8 they need 16 + 16.
+    assert check_packed_sample(valid_sample(), dataclasses.replace(CONTRACT, document_alignment=4)) == []
+    problems = check_packed_sample(valid_sample(), dataclasses.replace(CONTRACT, document_alignment=8))
+    assert problems == ["documents [10, 10] rounded up to multiples of the manifest's document alignment 8 need 32 "
+                        "tokens, more than the row's 24"]

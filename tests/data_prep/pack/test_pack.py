@@ -240,6 +240,7 @@ def test_foreign_output_directory_is_refused(corpus, tmp_path):
     ("seq_len", 0, "PackOptions.seq_len must be a positive integer, got 0"),
     ("workers", -1, "PackOptions.workers must be a positive integer, got -1"),
     ("long_doc", "truncate", "PackOptions.long_doc='truncate': choose one of"),
+    ("document_alignment", 3, "--document-alignment 3 does not divide --seq-len 256"),
 ])
 def test_bad_options_name_the_field_and_the_value(corpus, tmp_path, field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -272,3 +273,28 @@ def test_tokenizers_with_think_tokens_keep_their_ids_and_fingerprint(corpus, pac
     manifest = PackedManifest.load(packed)
     assert manifest.special_ids == TRAINED_SPECIAL_IDS == tokenizer.special_ids
     assert manifest.tokenizer_fingerprint == tokenizer.fingerprint
+
+
+def test_document_alignment_reserves_each_documents_padding_and_is_recorded(corpus, packed, tmp_path):
+    out = tmp_path / "aligned"
+    pack(options(corpus, out, document_alignment=8), progress=False)
+    manifest = PackedManifest.load(out)
+    assert manifest.pack_settings.document_alignment == 8
+    assert verify_dataset(out, deep=True, progress=False) == []
+    dataset = PackedDataset(out)
+    assert max(_aligned_room(sample, 8) for sample in _samples(dataset)) <= SEQ_LEN
+    # The control: packed without the reservation, some rows have no room to pad their documents.
+    assert max(_aligned_room(sample, 8) for sample in _samples(PackedDataset(packed))) > SEQ_LEN
+    # The reserved room is padding: the same documents in at least as many rows as without it.
+    unaligned = PackedManifest.load(packed)
+    assert manifest.tokens_per_kind == unaligned.tokens_per_kind
+    assert manifest.num_samples >= unaligned.num_samples and manifest.padding_fraction >= unaligned.padding_fraction
+
+
+def _aligned_room(sample, alignment):
+    return sum(-(-int(length) // alignment) * alignment for length in sample.seq_lens)
+
+
+def _samples(dataset):
+    return [dataset.read(shard, index) for shard, entry in enumerate(dataset.manifest.shards)
+            for index in range(entry.num_samples)]
