@@ -222,6 +222,12 @@ class VLModelConfig:
             ("language.ffn_hidden_size", self.language.ffn_hidden_size),
         ):
             divisible(f"VLModelConfig.{what}", value, tp, "ParallelConfig.tensor_parallel", fix_tp)
+        if parallel.context_parallel_comm == "a2a":
+            for what, value in (("language.num_attention_heads", self.language.num_attention_heads),
+                                ("language.num_query_groups", self.language.num_query_groups)):
+                divisible(f"VLModelConfig.{what} / tensor_parallel", value // tp, parallel.context_parallel,
+                          "ParallelConfig.context_parallel", "the a2a exchange splits each TP rank's heads over CP; "
+                          "use context_parallel_comm='p2p' or a CP size that divides them")
 
         pp = parallel.pipeline_parallel
         layers = self.language.num_layers

@@ -155,6 +155,13 @@ class StageRecipe:
         if EVAL_DATASET in kinds:
             raise ValueError(f"{owner}: the blend must not include the held-out '{EVAL_DATASET}' set")
         positive_int(owner, "seq_len", self.seq_len)
+        multiple = self.parallel.sequence_multiple
+        if self.seq_len % multiple:
+            raise ValueError(
+                f"{owner}: seq_len={self.seq_len} is not a multiple of {multiple}, which context parallelism over "
+                f"{self.parallel.context_parallel} ranks (2 x CP) and sequence parallelism over TP need; choose a "
+                f"sequence length that is a multiple of {multiple}"
+            )
         positive_int(owner, "train_tokens", self.train_tokens)
         non_negative_int(owner, "num_workers", self.num_workers)
         batch_sizes(owner, self.global_batch_size, self.micro_batch_size)

@@ -5,6 +5,12 @@ mask would cost t² memory (1 GiB of bools at 32K). Here attention runs per segm
 instead: segments of equal length are batched into one ``scaled_dot_product_attention`` call, so memory
 grows with the longest segment, not with the packed length. Causal (LLM) or bidirectional (ViT) is the
 layer's ``attn_mask_type``.
+
+Under context parallelism (``PackedSegments.context``, the LLM only) each rank holds two chunks of every document
+(``models/context_parallel.py``): keys and values are all-gathered over the CP group (the backward reduce-scatters
+their gradients), put back in global order, and each local query attends to the keys of its document up to its
+own global position. This is exact, and meant for CPU tests and as the reference of Transformer Engine's CP
+attention: it holds every key of the micro-batch on every rank.
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ import torch
 import torch.nn.functional as F
 from megatron.core import tensor_parallel
 from megatron.core.packed_seq_params import PackedSeqParams
+from megatron.core.tensor_parallel import gather_from_sequence_parallel_region
 from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.transformer_config import TransformerConfig
+
+from megatron_vl.models.context_parallel import ContextShard
 
 _CAUSAL = (AttnMaskType.causal, AttnMaskType.padding_causal)
 _BIDIRECTIONAL = (AttnMaskType.no_mask, AttnMaskType.padding)
@@ -48,7 +57,6 @@ class PackedDotProductAttention(MegatronModule):
         pg_collection=None,
     ) -> None:
         super().__init__(config=config)
-        assert config.context_parallel_size == 1, "packed local attention has no context parallelism"
         assert attn_mask_type in _CAUSAL + _BIDIRECTIONAL, f"unsupported attn_mask_type {attn_mask_type}"
         self.causal = attn_mask_type in _CAUSAL
         self.layer_number = layer_number
@@ -74,13 +82,16 @@ class PackedDotProductAttention(MegatronModule):
                 return self._unpacked(query, key, value, dropout)
             return self._packed(query, key, value, packed_seq_params, dropout)
 
-    def _attend(self, q, k, v, dropout):
-        """q [n, L, heads, d], k/v [n, L, groups, d] -> [n, L, heads, d]."""
+    def _attend(self, q, k, v, dropout, mask=None):
+        """q [n, Lq, heads, d], k/v [n, L, groups, d] -> [n, Lq, heads, d]; ``mask`` [Lq, L] (True: attend) replaces
+        the layer's causal or full mask."""
         repeats = q.shape[2] // k.shape[2]
         q, k, v = (x.transpose(1, 2) for x in (q, k, v))
         k = k.repeat_interleave(repeats, dim=1)
         v = v.repeat_interleave(repeats, dim=1)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=self.causal, scale=self.scale)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=self.causal and mask is None, scale=self.scale
+        )
         return out.transpose(1, 2)
 
     def _unpacked(self, query, key, value, dropout):
@@ -90,12 +101,34 @@ class PackedDotProductAttention(MegatronModule):
 
     def _packed(self, query, key, value, packed_seq_params, dropout):
         assert isinstance(packed_seq_params, PackedSegments), "build packed_seq_params with packed_seq_params()"
+        if packed_seq_params.context is not None:
+            return self._context_parallel(query, key, value, packed_seq_params, dropout)
         groups = packed_seq_params.length_groups
         assert groups.num_tokens == query.shape[0], "cu_seqlens must cover every packed token"
         outputs = []
         for length, count, index in zip(groups.lengths, groups.counts, groups.indices):
             q, k, v = (x[index].reshape(count, length, *x.shape[1:]) for x in (query, key, value))
             outputs.append(self._attend(q, k, v, dropout).reshape(count * length, -1))
+        return torch.cat(outputs)[groups.inverse_order]
+
+    def _context_parallel(self, query, key, value, packed_seq_params, dropout):
+        assert self.causal, "context parallelism splits the causal LLM only"
+        shard = packed_seq_params.context
+        groups = packed_seq_params.context_length_groups
+        assert groups.num_local_tokens == query.shape[0], "one query per token this CP rank holds"
+        key, value = (
+            gather_from_sequence_parallel_region(x, tensor_parallel_output_grad=True, group=shard.group)[
+                shard.gathered_to_global.to(x.device)
+            ]
+            for x in (key, value)
+        )
+        outputs = []
+        for length, count, queries, keys, mask in zip(
+            groups.lengths, groups.counts, groups.query_indices, groups.key_indices, groups.masks
+        ):
+            q = query[queries].reshape(count, length // shard.size, *query.shape[1:])
+            k, v = (x[keys].reshape(count, length, *x.shape[1:]) for x in (key, value))
+            outputs.append(self._attend(q, k, v, dropout, mask).reshape(count * length // shard.size, -1))
         return torch.cat(outputs)[groups.inverse_order]
 
 
@@ -132,26 +165,87 @@ def _length_groups(cu_seqlens: torch.Tensor) -> LengthGroups:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class ContextLengthGroups:
+    """Under context parallelism, the segments of ``cu_seqlens`` grouped by length, as one CP rank attends them."""
+
+    lengths: tuple[int, ...]
+    """Global lengths of the segments; a rank holds length / CP tokens of each."""
+    counts: tuple[int, ...]
+    query_indices: tuple[torch.Tensor, ...]
+    """Per length: the positions of the segments' local tokens among this rank's tokens, segment after segment."""
+    key_indices: tuple[torch.Tensor, ...]
+    """Per length: the segments' global token positions, segment after segment."""
+    masks: tuple[torch.Tensor, ...]
+    """Per length: bool [length / CP, length], a local query (its in-segment position) sees the keys up to itself."""
+    inverse_order: torch.Tensor
+    """Puts the concatenated per-length outputs back in this rank's token order."""
+    num_local_tokens: int
+
+
+def _context_length_groups(shard: ContextShard) -> ContextLengthGroups:
+    bounds = shard.cu_seqlens.tolist()
+    device = shard.cu_seqlens.device
+    cp, rank = shard.size, shard.rank
+    by_length: dict[int, list[int]] = {}
+    for start, end in itertools.pairwise(bounds):
+        by_length.setdefault(end - start, []).append(start)
+    queries, keys, masks = [], [], []
+    for length, starts in by_length.items():
+        starts = torch.tensor(starts, dtype=torch.long, device=device)
+        queries.append((starts[:, None] // cp + torch.arange(length // cp, device=device)).reshape(-1))
+        keys.append((starts[:, None] + torch.arange(length, device=device)).reshape(-1))
+        chunk = length // (2 * cp)
+        own = torch.arange(chunk, device=device)
+        positions = torch.cat([rank * chunk + own, (2 * cp - 1 - rank) * chunk + own])
+        masks.append(torch.arange(length, device=device)[None, :] <= positions[:, None])
+    return ContextLengthGroups(
+        lengths=tuple(by_length),
+        counts=tuple(len(starts) for starts in by_length.values()),
+        query_indices=tuple(queries),
+        key_indices=tuple(keys),
+        masks=tuple(masks),
+        inverse_order=torch.argsort(torch.cat(queries)),
+        num_local_tokens=bounds[-1] // cp,
+    )
+
+
 @dataclasses.dataclass
 class PackedSegments(PackedSeqParams):
     """megatron's THD ``PackedSeqParams`` (self-attention: q and kv share ``cu_seqlens``) that also groups its
     segments by length for ``PackedDotProductAttention``, once per forward rather than in every layer: the
     grouping reads ``cu_seqlens`` on the host. Transformer Engine never asks for it, so it costs nothing there;
-    TE reads only the fields of ``PackedSeqParams``."""
+    TE reads only the fields of ``PackedSeqParams``.
+
+    Under context parallelism ``context`` is this rank's shard, ``cu_seqlens_*`` are the micro-batch's global
+    segments (as TE's CP attention takes them) and ``cu_seqlens_*_padded`` are the same tensor: every document is
+    already padded to a multiple of 2 x CP, so TE needs no padding of its own (and avoids its THD paths that
+    mishandle padding, TE #3331)."""
+
+    context: ContextShard | None = None
 
     @functools.cached_property
     def length_groups(self) -> LengthGroups:
         return _length_groups(self.cu_seqlens_q)
 
+    @functools.cached_property
+    def context_length_groups(self) -> ContextLengthGroups:
+        return _context_length_groups(self.context)
 
-def packed_seq_params(cu_seqlens: torch.Tensor) -> PackedSegments:
-    """megatron's THD ``PackedSeqParams`` for self-attention within the segments of ``cu_seqlens``."""
+
+def packed_seq_params(cu_seqlens: torch.Tensor, context: ContextShard | None = None) -> PackedSegments:
+    """megatron's THD ``PackedSeqParams`` for self-attention within the segments of ``cu_seqlens``; ``context``:
+    this CP rank's shard of them (``cu_seqlens`` are then the global segments)."""
     cu_seqlens = cu_seqlens.to(torch.int32)
     longest = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+    padded = cu_seqlens if context is not None else None
     return PackedSegments(
         qkv_format="thd",
         cu_seqlens_q=cu_seqlens,
         cu_seqlens_kv=cu_seqlens,
+        cu_seqlens_q_padded=padded,
+        cu_seqlens_kv_padded=padded,
         max_seqlen_q=longest,
         max_seqlen_kv=longest,
+        context=context,
     )

@@ -60,12 +60,14 @@ class PerTokenRotarySelfAttention(SelfAttention):
         self._rotary_applied = False
 
     def forward(self, hidden_states, attention_mask, *, rotary_pos_emb=None, packed_seq_params=None, **kwargs):
-        if packed_seq_params is not None and (
-            packed_seq_params.cu_seqlens_q_padded is not None or packed_seq_params.cu_seqlens_kv_padded is not None
+        if packed_seq_params is not None and any(
+            padded is not None and padded is not packed_seq_params.cu_seqlens_q
+            for padded in (packed_seq_params.cu_seqlens_q_padded, packed_seq_params.cu_seqlens_kv_padded)
         ):
             raise ValueError(
-                "PackedSeqParams with cu_seqlens_q_padded / cu_seqlens_kv_padded reached the ViT or LLM attention; "
-                "build them with models.packed_attention.packed_seq_params (padding is a segment of its own)"
+                "PackedSeqParams with cu_seqlens_q_padded / cu_seqlens_kv_padded other than cu_seqlens reached the ViT "
+                "or LLM attention; build them with models.packed_attention.packed_seq_params (padding is a segment "
+                "of its own, or part of its document under context parallelism)"
             )
         assert rotary_pos_emb is None or isinstance(rotary_pos_emb, torch.Tensor), "one angle tensor for q and k"
         # get_query_key_value_tensors takes no rotary argument: the angles wait here for the duration of this call.

@@ -81,7 +81,8 @@ def projector_transformer_config(config: VLModelConfig, parallel: ParallelConfig
 
 
 def language_transformer_config(config: VLModelConfig, parallel: ParallelConfig, platform: Platform) -> TransformerConfig:
-    """The LLM: GQA with qkv bias (no other biases), SwiGLU, M-RoPE sections, pipelined over ``parallel``."""
+    """The LLM: GQA with qkv bias (no other biases), SwiGLU, M-RoPE sections, pipelined and context-parallel over
+    ``parallel`` (the ViT and projector configs keep context_parallel_size 1: they never split a sequence)."""
     language = config.language
     pipeline = {}
     if parallel.first_pipeline_stage_language_layers is not None:
@@ -103,4 +104,6 @@ def language_transformer_config(config: VLModelConfig, parallel: ParallelConfig,
         mrope_section=list(language.mrope_section),
         pipeline_model_parallel_size=parallel.pipeline_parallel,
         sequence_parallel=parallel.sequence_parallel,
+        context_parallel_size=parallel.context_parallel,
+        cp_comm_type=parallel.context_parallel_comm,
     )

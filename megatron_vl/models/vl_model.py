@@ -13,6 +13,7 @@ from megatron.core.transformer.module import MegatronModule
 
 from megatron_vl.config.model import VLModelConfig
 from megatron_vl.config.parallel import ParallelConfig
+from megatron_vl.models.context_parallel import ContextShard
 from megatron_vl.models.language import build_language_model
 from megatron_vl.models.packed_attention import packed_seq_params
 from megatron_vl.models.projector import Projector
@@ -23,6 +24,7 @@ from megatron_vl.models.transformer_configs import (
     vision_transformer_config,
 )
 from megatron_vl.models.vision import VisionEncoder
+from megatron_vl.models.vision_sharing import VisionWorkShare, encode_shared
 from megatron_vl.runtime.platform import Platform
 
 
@@ -38,6 +40,12 @@ class VLModel(MegatronModule):
     ``b * s`` tokens, so the tensors passed between pipeline stages are ``[b * s, 1, hidden]``
     (``[b * s / TP, 1, hidden]`` with sequence parallelism): call the schedule with
     ``seq_length=b * s, micro_batch_size=1``.
+
+    Under context parallelism (``pg_collection.cp`` of more than one rank) every CP rank gets the whole
+    micro-batch and a ``ContextShard`` saying which of its tokens the rank holds (``b * s / CP`` of them: the
+    pipeline tensors are ``[b * s / CP (/ TP), 1, hidden]``), and a ``VisionWorkShare`` saying which of its images
+    and videos the rank encodes; the ViT runs on the rank's share only and each merged row reaches the rank whose
+    tokens hold its placeholder (``models/vision_sharing.py``). The ViT itself is never split by CP.
 
     Freeze parts with ``freeze`` before wrapping the model in megatron's DDP, so that frozen parameters
     get no gradient buffer and no optimizer state.
@@ -149,6 +157,8 @@ class VLModel(MegatronModule):
         video_grid_thw: torch.Tensor | None = None,
         cu_seqlens: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        context_shard: ContextShard | None = None,
+        vision_share: VisionWorkShare | None = None,
     ) -> torch.Tensor:
         """Run this pipeline stage on one micro-batch of ``b`` packed rows of ``s`` tokens.
 
@@ -170,45 +180,62 @@ class VLModel(MegatronModule):
                 row by row; must include every row boundary (padding at the end of a row is its own
                 segment). None: each row is one document. Attention never crosses a boundary.
             labels: [b, s] target ids (valid ids everywhere; masking is the loss function's job).
+            context_shard: under context parallelism, this CP rank's tokens of the micro-batch (every segment of
+                ``cu_seqlens`` a multiple of 2 x CP); None without it.
+            vision_share: under context parallelism, who encodes each image and video of the micro-batch (images,
+                then videos) and who receives each merged row; None when it has neither.
 
         Returns:
-            last stage with labels: per-token cross-entropy [b, s] (float32);
-            last stage without labels: logits [b, s, vocab_size] gathered over TP;
+            last stage with labels: per-token cross-entropy [b, s] (float32), [1, b * s / CP] of this rank's
+                tokens under CP;
+            last stage without labels: logits [b, s, vocab_size] gathered over TP ([1, b * s / CP, vocab_size]
+                under CP);
             other stages: hidden states for the next stage.
         """
         if position_ids.dim() != 3 or position_ids.shape[0] != 3:
             raise ValueError(f"position_ids must be [3, b, s] M-RoPE positions, got shape {tuple(position_ids.shape)}")
         batch, seq = position_ids.shape[1:]
-        tokens = batch * seq
+        cp = self.pg_collection.cp.size()
+        if (context_shard is None) != (cp == 1):
+            raise ValueError(
+                f"the model runs with context parallelism over {cp} ranks: pass context_shard (models.context_parallel."
+                "context_shard of the micro-batch's cu_seqlens and the CP group) exactly when CP > 1"
+            )
+        tokens = batch * seq // cp
         if self.config.sequence_parallel and tokens % self.tp_group.size():
             raise ValueError(
-                f"sequence parallelism splits the {batch} x {seq} tokens of a micro-batch over {self.tp_group.size()} "
-                "TP ranks; pad the packed sequence length to a multiple of the TP size"
+                f"sequence parallelism splits the {tokens} tokens a rank holds of a {batch} x {seq} micro-batch over "
+                f"{self.tp_group.size()} TP ranks; pad the packed sequence length to a multiple of TP x 2 x CP"
             )
-        segments = self._segments(cu_seqlens, batch, seq, position_ids.device)
+        segments = self._segments(cu_seqlens, batch, seq, position_ids.device, context_shard)
+        local = context_shard.local if context_shard is not None else (lambda tensor: tensor.reshape(*tensor.shape[:-2], 1, -1))
         decoder_input = None
         if self.pre_process:
             decoder_input = self._embed(
-                input_ids.reshape(1, tokens), (pixel_values, image_grid_thw), (pixel_values_videos, video_grid_thw)
+                input_ids.reshape(1, batch * seq), (pixel_values, image_grid_thw), (pixel_values_videos, video_grid_thw),
+                context_shard, vision_share,
             )
         output = self.language_model(
             input_ids=None,
-            position_ids=position_ids.reshape(3, 1, tokens),
+            position_ids=local(position_ids),
             attention_mask=None,
             decoder_input=decoder_input,
-            labels=None if labels is None else labels.reshape(1, tokens),
+            labels=None if labels is None else local(labels),
             packed_seq_params=segments,
             runtime_gather_output=labels is None,
         )
         if not self.post_process:
             return output
+        shape = (batch, seq) if context_shard is None else (1, tokens)
         if labels is not None:
-            return output.reshape(batch, seq)
-        return output.reshape(batch, seq, -1)[..., : self.model_config.language.vocab_size]
+            return output.reshape(shape)
+        return output.reshape(*shape, -1)[..., : self.model_config.language.vocab_size]
 
-    def _segments(self, cu_seqlens, batch: int, seq: int, device) -> PackedSeqParams:
+    def _segments(self, cu_seqlens, batch: int, seq: int, device, context_shard) -> PackedSeqParams:
         tokens = batch * seq
         if cu_seqlens is None:
+            if context_shard is not None:
+                raise ValueError("context parallelism needs the micro-batch's cu_seqlens; pass them")
             return packed_seq_params(torch.arange(0, tokens + 1, seq, device=device))
         bounds = cu_seqlens.tolist()
         problem = None
@@ -220,7 +247,9 @@ class VLModel(MegatronModule):
             problem = f"it must contain every row boundary (multiples of s = {seq}): a document cannot span two rows"
         if problem:
             raise ValueError(f"cu_seqlens {bounds} is not a segmentation of the micro-batch: {problem}")
-        return packed_seq_params(cu_seqlens.to(device))
+        if context_shard is not None and context_shard.cu_seqlens.tolist() != bounds:
+            raise ValueError("context_shard was made for other cu_seqlens than the micro-batch's; make it from them")
+        return packed_seq_params(cu_seqlens.to(device), context=context_shard)
 
     def _blank_image_embedding(self, like: torch.Tensor) -> torch.Tensor:
         vision = self.model_config.vision
@@ -229,20 +258,20 @@ class VLModel(MegatronModule):
         grid = torch.tensor([[1, merge, merge]], device=like.device)
         return self.encode_vision(pixels, grid)
 
-    def _embed(self, input_ids: torch.Tensor, images: tuple, videos: tuple) -> torch.Tensor:
-        """Token embeddings [b*s, 1, hidden] with image and video placeholders replaced, scattered for SP.
+    def _embed(self, input_ids: torch.Tensor, images: tuple, videos: tuple, context_shard, vision_share) -> torch.Tensor:
+        """Token embeddings [b*s, 1, hidden] (this CP rank's [b*s / CP, 1, hidden]) with image and video placeholders
+        replaced, scattered for SP.
 
-        ``images`` and ``videos`` are (patches, grid_thw) pairs, either of which may be (None, None).
+        ``input_ids`` [1, b*s] are the whole micro-batch's; ``images`` and ``videos`` are (patches, grid_thw) pairs,
+        either of which may be (None, None).
         """
-        embeddings = self.language_model.embedding(input_ids=input_ids, position_ids=None)
         config = self.model_config
         given = []
         for kind, token_id, (pixels, grid), names in (
             ("image", config.image_token_id, images, ("pixel_values", "image_grid_thw")),
             ("video", config.video_token_id, videos, ("pixel_values_videos", "video_grid_thw")),
         ):
-            placeholders = input_ids[0] == token_id
-            num_placeholders = int(placeholders.sum())
+            num_placeholders = int((input_ids[0] == token_id).sum())
             if pixels is None or pixels.shape[0] == 0:
                 if num_placeholders:
                     raise ValueError(
@@ -258,7 +287,15 @@ class VLModel(MegatronModule):
                     f"{names[0]} has shape {tuple(pixels.shape)} but {names[1]} describes {num_patches} patches; pass "
                     f"the processor's flattened patches of every {kind} of the micro-batch, in order"
                 )
-            given.append((kind, token_id, placeholders, num_placeholders, num_patches, pixels, grid))
+            rows = num_patches // config.vision.spatial_merge_size**2
+            if rows != num_placeholders:
+                raise ValueError(
+                    f"the {kind}s give {rows} {kind} tokens but input_ids has {num_placeholders} placeholders (id "
+                    f"{token_id}); each {kind} needs t*h*w/merge² of them"
+                )
+            given.append((token_id, pixels, grid))
+        local_ids = input_ids if context_shard is None else context_shard.local(input_ids)
+        embeddings = self.language_model.embedding(input_ids=local_ids, position_ids=None)
         if not given:
             if torch.is_grad_enabled() and not (self._frozen["vision"] and self._frozen["projector"]):
                 # megatron's DDP with overlap_grad_reduce waits for a gradient of every trained parameter, so a
@@ -267,17 +304,20 @@ class VLModel(MegatronModule):
         else:
             # One ViT pass over images and videos together: each frame attends only within itself (or its
             # windows), so the features are those of separate passes, for one launch of every layer.
-            features = self.encode_vision(
-                torch.cat([pixels for *_, pixels, _ in given]), torch.cat([grid for *_, grid in given])
-            ).to(embeddings.dtype)
-            sizes = [num_patches // config.vision.spatial_merge_size**2 for *_, num_patches, _, _ in given]
-            for (kind, token_id, placeholders, num_placeholders, *_), part in zip(given, features.split(sizes)):
-                if part.shape[0] != num_placeholders:
-                    raise ValueError(
-                        f"the {kind}s give {part.shape[0]} {kind} tokens but input_ids has {num_placeholders} "
-                        f"placeholders (id {token_id}); each {kind} needs t*h*w/merge² of them"
-                    )
-                embeddings = embeddings.masked_scatter(placeholders[:, None, None], part)
+            pixels = torch.cat([pixels for _, pixels, _ in given])
+            grids = torch.cat([grid for *_, grid in given])
+            if context_shard is None:
+                features = self.encode_vision(pixels, grids)
+            elif vision_share is None:
+                raise ValueError("under context parallelism a micro-batch with images or videos needs a vision_share")
+            else:
+                features = encode_shared(self.encode_vision, pixels, grids, vision_share,
+                                         nothing_to_encode=lambda: self._blank_image_embedding(embeddings)[:0])
+            placeholders = [local_ids[0] == token_id for token_id, *_ in given]
+            sizes = [int(mask.sum()) for mask in placeholders]
+            assert features.shape[0] == sum(sizes), "a vision row for every placeholder this rank holds"
+            for mask, part in zip(placeholders, features.to(embeddings.dtype).split(sizes)):
+                embeddings = embeddings.masked_scatter(mask[:, None, None], part)
         if self.config.sequence_parallel:
             embeddings = scatter_to_sequence_parallel_region(embeddings, group=self.tp_group)
         return embeddings

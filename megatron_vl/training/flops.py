@@ -46,6 +46,36 @@ def projector_weights(config: VLModelConfig) -> int:
     return config.vision.merged_hidden_size * ffn + ffn * config.language.hidden_size
 
 
+def vision_forward_flops(config: VLModelConfig, grid_thw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward FLOPs of the ViT and of the projector for each image or video of ``grid_thw`` [n, 3] (float64 [n]
+    each). Window layers attend within windows of the window's patches, or within the frame if it is smaller."""
+    vision = config.vision
+    grids = grid_thw.double().reshape(-1, 3)
+    patches = grids.prod(dim=-1)
+    frame_pairs = (grids[:, 1] * grids[:, 2]).pow(2).mul(grids[:, 0])
+    window_pairs = patches * float((vision.window_merged_patches * vision.spatial_merge_size) ** 2)
+    full_layers = len(vision.full_attention_layers)
+    pairs = full_layers * frame_pairs + (vision.num_layers - full_layers) * torch.minimum(window_pairs, frame_pairs)
+    encoder = 2 * patches * (
+        vision.patch_dim * vision.hidden_size + vision.num_layers * vision_layer_weights(config)
+    ) + 2 * 2 * pairs * vision.hidden_size
+    projector = 2 * (patches / vision.spatial_merge_size**2) * projector_weights(config)
+    return encoder, projector
+
+
+def language_forward_flops(config: VLModelConfig, cu_seqlens: torch.Tensor) -> tuple[float, float]:
+    """Forward FLOPs of the LLM's layers and of its output layer over documents ``cu_seqlens``."""
+    language = config.language
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).double()
+    tokens = float(lengths.sum())
+    causal_pairs = float((lengths * (lengths + 1) / 2).sum())
+    layers = language.num_layers * (
+        2 * tokens * language_layer_weights(config)
+        + 2 * 2 * causal_pairs * language.num_attention_heads * language.head_dim
+    )
+    return layers, 2 * tokens * language.hidden_size * language.vocab_size
+
+
 def training_flops(
     config: VLModelConfig,
     frozen: dict[str, bool],
@@ -55,26 +85,12 @@ def training_flops(
 ) -> float:
     """FLOPs to train on one micro-batch whose documents are ``cu_seqlens``, images ``image_grid_thw`` and
     videos ``video_grid_thw`` (None: no videos)."""
-    language, vision = config.language, config.vision
-    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).double()
-    tokens = float(lengths.sum())
-    causal_pairs = float((lengths * (lengths + 1) / 2).sum())
-    forward = {"vision": 0.0, "projector": 0.0}
-    forward["language"] = 2 * tokens * (
-        language.num_layers * language_layer_weights(config) + language.hidden_size * language.vocab_size
-    ) + 2 * 2 * causal_pairs * language.num_attention_heads * language.head_dim * language.num_layers
+    layers, output_layer = language_forward_flops(config, cu_seqlens)
+    forward = {"vision": 0.0, "projector": 0.0, "language": layers + output_layer}
 
     grids = image_grid_thw if video_grid_thw is None else torch.cat([image_grid_thw, video_grid_thw])
     if grids.numel():
-        grids = grids.double()
-        patches = float(grids.prod(dim=-1).sum())
-        image_pairs = float((grids[:, 1] * grids[:, 2]).pow(2).mul(grids[:, 0]).sum())
-        window_pairs = patches * float((vision.window_merged_patches * vision.spatial_merge_size) ** 2)
-        full_layers = len(vision.full_attention_layers)
-        pairs = full_layers * image_pairs + (vision.num_layers - full_layers) * min(window_pairs, image_pairs)
-        forward["vision"] = 2 * patches * (
-            vision.patch_dim * vision.hidden_size + vision.num_layers * vision_layer_weights(config)
-        ) + 2 * 2 * pairs * vision.hidden_size
-        forward["projector"] = 2 * (patches / vision.spatial_merge_size**2) * projector_weights(config)
+        encoder, projector = vision_forward_flops(config, grids)
+        forward["vision"], forward["projector"] = float(encoder.sum()), float(projector.sum())
     factors = multipliers(frozen)
     return sum(factors[module] * flops for module, flops in forward.items())

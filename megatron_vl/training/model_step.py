@@ -5,7 +5,8 @@ The loss is the mean over loss-masked tokens of the whole global batch: the loss
 *sum* of the masked per-token losses and the token count (megatron's ``calculate_per_token_loss``), the
 schedule backpropagates the sum, and ``finalize_model_grads`` divides the gradients by the token count
 summed over all micro-batches and data-parallel ranks. This is exact whatever the packing, the number
-of loss tokens per micro-batch, DP or PP.
+of loss tokens per micro-batch, DP, PP or CP: under context parallelism each CP rank returns the sum and count of
+the tokens it holds, and the schedule's token count and the gradients are summed over DP x CP.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from functools import partial
 from typing import Iterator
 
 import torch
+import torch.distributed as dist
 
 from megatron_vl.config.model import VLModelConfig
 from megatron_vl.data.batch import VLBatch
+from megatron_vl.training.context_split import context_split
 from megatron_vl.training.flops import training_flops
 
 
@@ -33,13 +36,17 @@ class VLModelStep:
 
     ``train_forward`` counts what it ran; ``stats()`` returns and resets, since the last call, the model FLOPs
     (for MFU) and the loss tokens per data kind of the training micro-batches this rank ran.
-    ``eval_forward`` counts nothing.
+    ``eval_forward`` counts nothing. Under context parallelism (``cp_group`` of more than one rank) every CP rank
+    gets the whole micro-batch and runs its share (``training/context_split.py``); the counts are the whole
+    micro-batch's on every CP rank.
     """
 
-    def __init__(self, config: VLModelConfig, frozen: dict[str, bool], device: torch.device) -> None:
+    def __init__(self, config: VLModelConfig, frozen: dict[str, bool], device: torch.device,
+                 cp_group: dist.ProcessGroup | None = None) -> None:
         self.config = config
         self.frozen = dict(frozen)
         self.device = device
+        self.cp_group = cp_group
         self._flops = 0.0
         self._loss_tokens: Counter = Counter()
 
@@ -55,6 +62,10 @@ class VLModelStep:
 
     def _forward(self, batch: VLBatch, model: torch.nn.Module):
         batch = batch.to(self.device, non_blocking=True)
+        shard, vision_share = context_split(
+            self.config, self.cp_group, tokens=batch.tokens, cu_seqlens=batch.cu_seqlens,
+            image_grid_thw=batch.image_grid_thw, video_grid_thw=batch.video_grid_thw,
+        )
         per_token_loss = model(
             batch.tokens,
             batch.position_ids,
@@ -64,8 +75,11 @@ class VLModelStep:
             video_grid_thw=batch.video_grid_thw,
             cu_seqlens=batch.cu_seqlens,
             labels=batch.labels,
+            context_shard=shard,
+            vision_share=vision_share,
         )
-        return per_token_loss, partial(masked_token_loss, batch.loss_mask)
+        loss_mask = batch.loss_mask if shard is None else shard.local(batch.loss_mask)
+        return per_token_loss, partial(masked_token_loss, loss_mask)
 
     def stats(self) -> dict:
         stats = {"flops": self._flops, "loss_tokens": dict(self._loss_tokens)}

@@ -135,8 +135,10 @@ def _rank_checks() -> dict:
 
     errors = {}
     cu_seqlens = llm_inputs["segments"].cu_seqlens_q
+    # Padded boundaries other than the segments' (TE's padding between documents), which would shift positions.
+    other = cu_seqlens + torch.arange(len(cu_seqlens), dtype=cu_seqlens.dtype)
     padded = PackedSeqParams(
-        qkv_format="thd", cu_seqlens_q=cu_seqlens, cu_seqlens_kv=cu_seqlens, cu_seqlens_q_padded=cu_seqlens, cu_seqlens_kv_padded=cu_seqlens
+        qkv_format="thd", cu_seqlens_q=cu_seqlens, cu_seqlens_kv=cu_seqlens, cu_seqlens_q_padded=other, cu_seqlens_kv_padded=other
     )
     try:
         _run(llm(ours=True), {**llm_inputs, "segments": padded})

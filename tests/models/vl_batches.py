@@ -117,11 +117,12 @@ def document(hf, generator: torch.Generator, text_lengths: list[int], grids: lis
     return Document(ids[0], positions[:, 0], patches(image_grid), image_grid, patches(video_grid), video_grid, seconds)
 
 
-def micro_batch(rows: list[list[Document]], seq_len: int) -> dict:
+def micro_batch(rows: list[list[Document]], seq_len: int, document_alignment: int = 1) -> dict:
     """Documents packed row by row and padded to ``seq_len``; the padding of a row is a segment of its own.
 
     Labels are the next token within the document; the loss mask drops each document's last token,
-    image and video placeholders and padding.
+    image and video placeholders and padding. ``document_alignment`` pads each document inside its own segment to
+    a multiple of it, as the loaders do for context parallelism (``data.batch.aligned_row``).
     """
     ids, positions, labels, mask, bounds = [], [], [], [], [0]
     pixel_values, grids, video_pixels, video_grids = [], [], [], []
@@ -133,14 +134,19 @@ def micro_batch(rows: list[list[Document]], seq_len: int) -> dict:
             row_labels.append(torch.cat([doc.ids[1:], torch.tensor([PAD])]))
             is_text = (doc.ids[1:] != IMAGE) & (doc.ids[1:] != VIDEO)
             row_mask.append(torch.cat([is_text.float(), torch.zeros(1)]))
-            bounds.append(bounds[-1] + len(doc.ids))
+            pad = -len(doc.ids) % document_alignment
+            row_ids.append(torch.full((pad,), PAD))
+            row_positions.append((doc.positions.max() + 1 + torch.arange(pad)).expand(3, -1))
+            row_labels.append(torch.full((pad,), PAD))
+            row_mask.append(torch.zeros(pad))
+            bounds.append(bounds[-1] + len(doc.ids) + pad)
             if doc.pixel_values is not None:
                 pixel_values.append(doc.pixel_values)
                 grids.append(doc.grids)
             if doc.pixel_values_videos is not None:
                 video_pixels.append(doc.pixel_values_videos)
                 video_grids.append(doc.video_grids)
-        padding = seq_len - sum(len(doc.ids) for doc in row)
+        padding = seq_len - sum(len(ids) for ids in row_ids)
         assert padding >= 0
         if padding:
             row_ids.append(torch.full((padding,), PAD))
