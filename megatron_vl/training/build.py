@@ -44,10 +44,12 @@ def build_trainer(run: RunConfig, tokenizer: Tokenizer, pg_collection: ProcessGr
     trainable = parallelize(run, pg_collection)
     dp_rank, dp_size = pg_collection.dp.rank(), pg_collection.dp.size()
     tokens_per_second = run.model.vision.tokens_per_second
+    # The CP ranks of a replica share its data-parallel rank, so they read the same micro-batches.
+    alignment = recipe.parallel.document_alignment
     loader = TrainLoader(run.data, tokenizer_fingerprint=tokenizer.fingerprint, data_parallel_rank=dp_rank,
                          data_parallel_size=dp_size, data_parallel_group=pg_collection.dp,
-                         tokens_per_second=tokens_per_second)
-    model_step = VLModelStep(run.model, recipe.trains.frozen, device)
+                         tokens_per_second=tokens_per_second, document_alignment=alignment)
+    model_step = VLModelStep(run.model, recipe.trains.frozen, device, cp_group=pg_collection.cp)
     peak_flops = recipe.logging.peak_flops or platform.peak_flops
     checkpointer = Checkpointer(run, tokenizer, pg_collection, recipe.checkpoint)
     hooks = [
@@ -58,7 +60,8 @@ def build_trainer(run: RunConfig, tokenizer: Tokenizer, pg_collection: ProcessGr
     ]
     if recipe.eval.every:
         eval_loader = EvalLoader(run.data, tokenizer_fingerprint=tokenizer.fingerprint, data_parallel_rank=dp_rank,
-                                 data_parallel_size=dp_size, tokens_per_second=tokens_per_second)
+                                 data_parallel_size=dp_size, tokens_per_second=tokens_per_second,
+                                 document_alignment=alignment)
         hooks.append(EvalHook(eval_loader, recipe.eval.every))
     if recipe.benchmarks.every:
         hooks.append(BenchmarkScores(checkpointer, recipe.benchmarks, run.benchmark_files, group=benchmark_group,

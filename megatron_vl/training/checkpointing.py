@@ -8,7 +8,7 @@ checkpoint loadable and named by the marker (see ``checkpoint_files``). With ``a
 are written in the background and the same finalisation runs when every rank's write is done.
 
 Loading: a run whose own checkpoint folder has a ``latest`` marker resumes everything, also at another
-TP / PP / DP layout (RNG states are restored only at the same layout); a new stage takes only the
+TP / PP / CP / DP layout (RNG states are restored only at the same layout); a new stage takes only the
 model weights of ``init_from`` and starts with a fresh optimizer at iteration 0. Either loads checkpoints of
 either layer backend (``checkpoint_loading``).
 """
@@ -29,6 +29,7 @@ from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyPara
 from megatron.core.process_groups_config import ProcessGroupCollection
 
 from megatron_vl.config.model import saved_model_fields
+from megatron_vl.config.parallel import ParallelConfig
 from megatron_vl.config.serialization import config_to_dict
 from megatron_vl.config.training import CheckpointSettings
 from megatron_vl.files import PARTIAL_DIRECTORY_SUFFIX, publish_directory
@@ -63,7 +64,7 @@ class Checkpointer:
         self.async_queue = AsyncCallsQueue() if settings.async_save else None
         self.last_saved: int | None = None
         self._strategy = FullyParallelSaveStrategyWrapper(
-            get_default_save_sharded_strategy(), pg_collection.dp, do_cache_distribution=True
+            get_default_save_sharded_strategy(), pg_collection.dp_cp, do_cache_distribution=True
         )
         if dist.get_rank() == 0:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -188,12 +189,16 @@ class Checkpointer:
             "loader": None if loading else trainer.loader.state_dict(),
         }
         if with_rng:
-            pgs = self.pg_collection
+            # Every rank's own RNG state; the CP coordinate only under CP, so that checkpoints saved before CP
+            # existed keep their shard names.
+            groups = [self.pg_collection.pp, self.pg_collection.tp, self.pg_collection.cp, self.pg_collection.dp]
+            if self.pg_collection.cp.size() == 1:
+                groups.pop(2)
             state["rng"] = ShardedObject(
                 "rng_state",
                 capture_rng_state(with_cuda=self.run.platform.on_gpu),
-                (pgs.pp.size(), pgs.tp.size(), pgs.dp.size()),
-                (pgs.pp.rank(), pgs.tp.rank(), pgs.dp.rank()),
+                tuple(group.size() for group in groups),
+                tuple(group.rank() for group in groups),
                 replica_id=0,
             )
         return state
@@ -215,8 +220,10 @@ class Checkpointer:
                 f"sets init_from={str(self.root)!r}"
             )
         optimizer_format = record.get("optimizer_format", self.optimizer_format)
-        same_layout = record["parallel"] == config_to_dict(recipe.parallel) and record["world_size"] == dist.get_world_size()
-        if optimizer_format == "dp_reshardable" and record["parallel"] != config_to_dict(recipe.parallel):
+        # Records written before a ParallelConfig field existed read with its default.
+        saved_parallel = {**config_to_dict(ParallelConfig()), **record["parallel"]}
+        same_layout = saved_parallel == config_to_dict(recipe.parallel) and record["world_size"] == dist.get_world_size()
+        if optimizer_format == "dp_reshardable" and saved_parallel != config_to_dict(recipe.parallel):
             raise ValueError(
                 f"{directory} holds the optimizer state in the dp_reshardable format, which loads only at the "
                 f"tensor / pipeline layout it was saved with ({record['parallel']}); resume with that layout, or "

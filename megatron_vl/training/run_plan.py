@@ -18,6 +18,16 @@
   being an image token (``merge²`` patches each); the last stage holds the fp32 softmax of the
   cross-entropy (4 bytes per logit, vocabulary split over TP).
 
+- context parallelism over CP ranks: each rank holds ``1 / CP`` of every micro-batch's LLM tokens (its
+  activations and logits shrink by CP, the in-flight count does not) and encodes ``1 / CP`` of its patches (the
+  images are shared by FLOPs; the estimate assumes the share evens out); the distributed optimizer shards over
+  DP x CP.
+- the step time: model FLOPs of a global batch (every row one document of ``seq_len`` tokens, the LLM only:
+  the ViT's share depends on the data) plus the forward the recompute runs again (every layer under
+  ``uniform``, the first ``num_layers`` of each stage under ``block``), over the world's GPUs,
+  at ``ASSUMED_MFU`` of the GPU's dense bf16 peak, stretched by the pipeline bubble: for comparing layouts,
+  not a promise (communication that does not overlap lowers the real MFU, more with larger TP and CP).
+
 Not counted: transient buffers (logit gradients, communication buckets, the CUDA context, allocator
 fragmentation); keep a few GiB of headroom.
 """
@@ -27,14 +37,19 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import torch
+
 from megatron_vl.config.model import VLModelConfig
 from megatron_vl.config.training import RecomputeSettings
+from megatron_vl.training.flops import language_forward_flops, training_flops
 from megatron_vl.training.parameter_count import StageParameters, stage_parameters
 from megatron_vl.training.run_config import RunConfig
 
 GIB = 1024**3
 LOGIT_BYTES = 4
 """megatron's vocab-parallel cross-entropy keeps its softmax in fp32 for the backward."""
+ASSUMED_MFU = 0.40
+"""The model FLOPs utilisation the step-time estimate assumes (about what a 7B reaches on H100s with TE)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -79,6 +94,39 @@ class StagePlan:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class StepTimeEstimate:
+    """How long an optimizer step takes at an assumed MFU (see the module docstring)."""
+
+    model_flops_per_gpu: float
+    """Model FLOPs of one step's global batch (LLM, one document per row), over the world's GPUs."""
+    recompute_flops_per_gpu: float
+    """The forward that full activation recompute runs again, per GPU."""
+    assumed_mfu: float
+    """Share of the peak the GPU's work runs at."""
+    peak_flops: float | None
+    """The GPU's dense bf16 peak FLOP/s; None when unknown (no time is estimated)."""
+    pipeline_bubble_fraction: float
+    """Share of the step the pipeline idles."""
+
+    @property
+    def seconds(self) -> float | None:
+        if not self.peak_flops:
+            return None
+        busy = (self.model_flops_per_gpu + self.recompute_flops_per_gpu) / (self.peak_flops * self.assumed_mfu)
+        return busy / (1 - self.pipeline_bubble_fraction)
+
+    def to_dict(self) -> dict:
+        seconds = self.seconds
+        return {
+            "seconds": None if seconds is None else round(seconds, 3),
+            "model_tflops_per_gpu": round(self.model_flops_per_gpu / 1e12, 2),
+            "recompute_tflops_per_gpu": round(self.recompute_flops_per_gpu / 1e12, 2),
+            "assumed_mfu": self.assumed_mfu,
+            "peak_tflops": None if self.peak_flops is None else round(self.peak_flops / 1e12),
+        }
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class RunPlan:
     """A run's schedule and per-GPU memory at one world size."""
 
@@ -86,12 +134,18 @@ class RunPlan:
     """Ranks (GPUs) of the run."""
     data_parallel: int
     """Model replicas: world size / (TP x PP x CP)."""
+    context_parallel: int
+    """Ranks that split every micro-batch (CP)."""
+    tokens_per_gpu: int
+    """LLM tokens of one micro-batch one GPU holds: micro_batch x seq_len / CP."""
     micro_batches_per_step: int
     """Micro-batches each DP rank runs per optimizer step."""
     pipeline_bubble_fraction: float
     """Share of each step the 1F1B pipeline idles: (PP - 1) / (m + PP - 1); 0 without PP."""
     stages: tuple[StagePlan, ...]
     """Every pipeline stage, first first."""
+    step_time: StepTimeEstimate
+    """The estimated step time."""
 
     @property
     def worst_stage(self) -> StagePlan:
@@ -104,8 +158,11 @@ class RunPlan:
         return {
             "world_size": self.world_size,
             "data_parallel": self.data_parallel,
+            "context_parallel": self.context_parallel,
+            "tokens_per_gpu": self.tokens_per_gpu,
             "micro_batches_per_step": self.micro_batches_per_step,
             "pipeline_bubble_fraction": round(self.pipeline_bubble_fraction, 4),
+            "estimated_step": self.step_time.to_dict(),
             "memory_gib_per_gpu": {"pipeline_stage": worst.pipeline_stage, **worst.memory.gib()},
             "pipeline_stages": [
                 {
@@ -156,7 +213,8 @@ def _stage_activation_bytes(
     recipe, model = run.recipe, run.model
     parallel = recipe.parallel
     tp, sp = parallel.tensor_parallel, parallel.sequence_parallel
-    tokens = recipe.seq_len * recipe.micro_batch_size
+    cp = parallel.context_parallel
+    tokens = recipe.seq_len * recipe.micro_batch_size // cp
     language = model.language
     qkv_width = (language.num_attention_heads + 2 * language.num_query_groups) * language.head_dim
     blocks = [_transformer_block(
@@ -167,7 +225,7 @@ def _stage_activation_bytes(
     logit_bytes = 0.0
     frozen = recipe.trains.frozen
     if stage == 0:
-        patches = _vision_patches(model, tokens)
+        patches = _vision_patches(model, tokens * cp) // cp
         vision = model.vision
         if not frozen["vision"]:
             blocks.append(_transformer_block(
@@ -201,7 +259,7 @@ def plan_run(run: RunConfig, world_size: int) -> RunPlan:
     pp = parallel.pipeline_parallel
     param_bytes = 2 if run.bf16 else 4
     optimizer_bytes = 12 if run.bf16 else 8
-    optimizer_share = data_parallel if recipe.optimizer.distributed else 1
+    optimizer_share = data_parallel * parallel.context_parallel if recipe.optimizer.distributed else 1
     frozen = recipe.trains.frozen
     stages = []
     for index, (params, layers) in enumerate(
@@ -219,10 +277,33 @@ def plan_run(run: RunConfig, world_size: int) -> RunPlan:
             pipeline_stage=index, language_layers=layers, parameters=params, trained_parameters=trained,
             in_flight_micro_batches=in_flight, memory=memory,
         ))
+    bubble = pipeline_bubble_fraction(pp, micro_batches)
     return RunPlan(
         world_size=world_size,
         data_parallel=data_parallel,
+        context_parallel=parallel.context_parallel,
+        tokens_per_gpu=recipe.seq_len * recipe.micro_batch_size // parallel.context_parallel,
         micro_batches_per_step=micro_batches,
-        pipeline_bubble_fraction=pipeline_bubble_fraction(pp, micro_batches),
+        pipeline_bubble_fraction=bubble,
         stages=tuple(stages),
+        step_time=estimate_step_time(run, world_size, bubble),
+    )
+
+
+def estimate_step_time(run: RunConfig, world_size: int, bubble: float) -> StepTimeEstimate:
+    """The step time of ``run`` on ``world_size`` GPUs at ``ASSUMED_MFU`` (see the module docstring)."""
+    recipe = run.recipe
+    rows = torch.arange(0, recipe.global_batch_size + 1) * recipe.seq_len
+    empty = torch.zeros(0, 3, dtype=torch.int64)
+    model_flops = training_flops(run.model, recipe.trains.frozen, rows, empty)
+    settings = recipe.recompute
+    recompute = 0.0
+    if settings.enabled:
+        stage_layers = run.model.layers_per_pipeline_stage(recipe.parallel)
+        recomputed = sum(layers if settings.method == "uniform" else min(settings.num_layers, layers)
+                         for layers in stage_layers)
+        recompute = language_forward_flops(run.model, rows)[0] * recomputed / sum(stage_layers)
+    return StepTimeEstimate(
+        model_flops_per_gpu=model_flops / world_size, recompute_flops_per_gpu=recompute / world_size,
+        assumed_mfu=ASSUMED_MFU, peak_flops=run.platform.peak_flops, pipeline_bubble_fraction=bubble,
     )

@@ -260,18 +260,19 @@ class Trainer:
         )
 
     def global_loss(self, outputs: list) -> tuple[float, int]:
-        """Sum of the loss and the loss-token count over all micro-batches and DP ranks (last stage's
-        values, shared with every pipeline stage)."""
+        """Sum of the loss and the loss-token count over all micro-batches and DP x CP ranks (last stage's
+        values, shared with every pipeline stage; each CP rank's are those of the tokens it holds)."""
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)
         for output in outputs:
             totals += output["loss"].to(totals)
         dist.all_reduce(totals, group=self.pg_collection.pp)
-        dist.all_reduce(totals, group=self.pg_collection.dp)
+        dist.all_reduce(totals, group=self.pg_collection.dp_cp)
         loss_sum, loss_tokens = totals.tolist()
         return loss_sum, int(loss_tokens)
 
     def _gather_stats(self) -> tuple[float, dict[str, int]]:
-        """This step's FLOPs and loss tokens per kind, summed over the data-parallel replicas."""
+        """This step's FLOPs and loss tokens per kind, summed over the data-parallel replicas (the CP ranks of a
+        replica count the same whole micro-batches, so the sum is over DP only)."""
         gathered = [None] * self.pg_collection.dp.size()
         dist.all_gather_object(gathered, self.model_step.stats(), group=self.pg_collection.dp)
         kinds = Counter()
