@@ -84,6 +84,10 @@ def test_uneven_pipeline_split_and_padded_vocab():
         (dict(pipeline_parallel=3), "language.num_layers=4 is not divisible by ParallelConfig.pipeline_parallel=3"),
         (dict(pipeline_parallel=3, first_pipeline_stage_language_layers=1), "do not split evenly"),
         (dict(pipeline_parallel=2, first_pipeline_stage_language_layers=4), "must be below the LLM's 4 layers"),
+        (dict(context_parallel=4, context_parallel_comm="a2a"),
+         r"num_query_groups / tensor_parallel=2 is not divisible by ParallelConfig.context_parallel=4; the a2a"),
+        (dict(tensor_parallel=2, context_parallel=2, context_parallel_comm="a2a"),
+         r"num_query_groups / tensor_parallel=1 is not divisible by ParallelConfig.context_parallel=2"),
     ],
 )
 def test_parallel_layout_errors(parallel, message):

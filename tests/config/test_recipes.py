@@ -135,6 +135,9 @@ def _recipe(**changes):
     (dict(init_from="stage1_projector"), "names the stage itself"),
     (dict(model="llama"), "choose one of"),
     (dict(seq_len=0), "seq_len must be a positive integer"),
+    (dict(seq_len=8190, parallel=ParallelConfig(context_parallel=2)), r"seq_len=8190 is not a multiple of 4, .* over 2 ranks"),
+    (dict(seq_len=8188, parallel=ParallelConfig(tensor_parallel=2, context_parallel=4, sequence_parallel=True)),
+     "seq_len=8188 is not a multiple of 8"),
 ])
 def test_bad_recipes_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -151,10 +154,25 @@ def test_bad_recipes_are_refused(changes, message):
     (lambda: ParallelConfig(tensor_parallel=True), "tensor_parallel must be a positive integer, got True"),
     (lambda: ParallelConfig(sequence_parallel=1), "sequence_parallel must be true or false"),
     (lambda: ParallelConfig(pipeline_parallel=2, first_pipeline_stage_language_layers=0), "must be a positive integer or None"),
+    (lambda: ParallelConfig(context_parallel=0), "context_parallel must be a positive integer"),
+    (lambda: ParallelConfig(context_parallel=2, context_parallel_comm="ring"), "context_parallel_comm"),
 ])
 def test_bad_training_settings_are_refused(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+@pytest.mark.parametrize("layout, alignment, multiple", [
+    (dict(), 1, 1),
+    (dict(tensor_parallel=4, sequence_parallel=True), 1, 4),
+    (dict(context_parallel=2), 4, 4),
+    (dict(context_parallel=3), 6, 6),
+    (dict(tensor_parallel=4, context_parallel=2, sequence_parallel=True), 4, 8),
+    (dict(tensor_parallel=4, context_parallel=4, sequence_parallel=True), 8, 16),
+])
+def test_documents_align_to_2_x_cp_and_rows_to_what_cp_and_sp_split(layout, alignment, multiple):
+    parallel = ParallelConfig(**layout)
+    assert (parallel.document_alignment, parallel.sequence_multiple) == (alignment, multiple)
 
 
 def test_tokenizer_larger_than_the_model_vocabulary_is_refused(tmp_path):

@@ -8,7 +8,8 @@ divided by the loss tokens), then a forward-only pass for the logits, which ever
 
 The micro-batches hold the cases CP exists to get right: a document shorter than 2 x CP tokens, a document that
 fills its row, an image whose tokens straddle a chunk boundary, a video document, a micro-batch of text only, and
-one with a single image (a CP rank with nothing to encode). Documents are padded to a multiple of 8 (2 x CP for
+one with a single image (a CP rank with nothing to encode). Last, a distributed checkpoint saved at CP=2 loads at
+CP=1 and at TP=2 x CP=2 with the same weights, bit for bit. Documents are padded to a multiple of 8 (2 x CP for
 CP=4) inside their segments, as the loaders pad them; CP=1 runs the same padded micro-batches, and one unpadded
 run checks that the padding changes nothing.
 
@@ -121,7 +122,30 @@ def _run_layout(parallel, full, batches, frozen) -> dict:
     return {"loss": totals, "grads": grads, "logits": logits or None}
 
 
-def _all_layouts() -> dict:
+def _checkpoint_round_trip(full, directory) -> dict[str, bool]:
+    """A distributed checkpoint saved at CP=2 loaded at CP=1 and at TP=2 x CP=2: are the weights bit for bit
+    the saved ones?"""
+    from megatron.core import dist_checkpointing
+
+    from megatron_vl.config.parallel import ParallelConfig
+    from megatron_vl.models.sharding import gather_full_state_dict
+    from megatron_vl.runtime.model_parallel import initialize_model_parallel, set_seed
+
+    saved_at = ParallelConfig(context_parallel=2)
+    saved = build_model(tiny_config(), saved_at, initialize_model_parallel(saved_at), full)
+    dist_checkpointing.save(saved.sharded_state_dict(), directory)
+    equal = {}
+    for name, layout in (("CP=1", ParallelConfig()), ("TP=2 x CP=2", ParallelConfig(tensor_parallel=2, context_parallel=2))):
+        pgs = initialize_model_parallel(layout)
+        set_seed(99, pgs)
+        loaded = build_model(tiny_config(), layout, pgs)
+        loaded.load_state_dict(dist_checkpointing.load(loaded.sharded_state_dict(), directory))
+        weights = gather_full_state_dict(loaded)
+        equal[name] = weights.keys() == full.keys() and all(torch.equal(weights[key], full[key]) for key in full)
+    return equal
+
+
+def _all_layouts(checkpoint_dir) -> dict:
     from megatron_vl.config.parallel import ParallelConfig
     from megatron_vl.models.hf_mapping import from_hf
 
@@ -139,12 +163,13 @@ def _all_layouts() -> dict:
     for name, layout in LAYOUTS.items():
         results[name] = _run_layout(ParallelConfig(**layout), full, aligned, TRAINED)
     results["cu_seqlens"] = [batch["cu_seqlens"] for batch in aligned]
+    results["checkpoint"] = _checkpoint_round_trip(full, checkpoint_dir)
     return results
 
 
 @pytest.fixture(scope="module")
-def ranks():
-    return run_ranks(_all_layouts, 4)
+def ranks(tmp_path_factory):
+    return run_ranks(_all_layouts, 4, str(tmp_path_factory.mktemp("cp2_checkpoint")))
 
 
 def _mean_loss(ranks, layout) -> float:
@@ -208,3 +233,8 @@ def test_a_frozen_vit_under_cp_gives_the_projector_and_llm_gradients_of_cp1(rank
 def test_padding_documents_to_the_alignment_changes_neither_loss_nor_gradients(ranks):
     assert abs(_mean_loss(ranks, "CP=1 unpadded") - _mean_loss(ranks, "CP=1")) <= 1e-6 * _mean_loss(ranks, "CP=1")
     _assert_gradients_equal(_grads(ranks, "CP=1 unpadded"), _grads(ranks, "CP=1"), "unpadded")
+
+
+def test_a_checkpoint_saved_at_cp2_loads_bit_for_bit_at_cp1_and_at_tp2_cp2(ranks):
+    for rank in ranks:
+        assert rank["checkpoint"] == {"CP=1": True, "TP=2 x CP=2": True}

@@ -20,7 +20,8 @@ SEQ_LEN = 128
 KINDS = ("caption", "interleaved")
 
 
-def build_data_root(root: Path) -> Path:
+def build_data_root(root: Path, document_alignment: int = 1) -> Path:
+    """The data root, packed with ``pack --document-alignment document_alignment``."""
     work = root / "work"
     for seed, corpus in ((3, "train"), (4, "heldout")):
         run_subcommand(demo_corpus, "--out", work / corpus, "--samples-per-kind", 24, "--long-samples", 0,
@@ -31,5 +32,6 @@ def build_data_root(root: Path) -> Path:
     for name, inputs in sources.items():
         run_subcommand(ingest, "--input", *inputs, "--out", work / f"samples_{name}", "--workers", 1)
         run_subcommand(pack, "--input", work / f"samples_{name}", "--tokenizer", root / "tokenizer", "--out",
-                       packed_dataset_dir(root, SEQ_LEN, name), "--seq-len", SEQ_LEN, "--workers", 1)
+                       packed_dataset_dir(root, SEQ_LEN, name), "--seq-len", SEQ_LEN, "--workers", 1,
+                       "--document-alignment", document_alignment)
     return root
