@@ -66,7 +66,10 @@ def _share_over_three_ranks():
     share = VisionWorkShare(group=group, encoder=(0, 2, 2, 1, 0), patches=PATCHES,
                             rows=tuple(count // MERGE for count in PATCHES), receiver=receiver)
     grid = torch.tensor([[1, 2, count // 2] for count in PATCHES])
-    nothing = lambda: (weight[:0] @ torch.zeros(2, 2)).reshape(0, 2)  # noqa: E731 - zero rows with a path into weight
+
+    def nothing():  # zero rows with a gradient path into the weight
+        return (weight[:0] @ torch.zeros(2, 2)).reshape(0, 2)
+
     received = encode_shared(_encode(weight), pixels, grid, share, nothing_to_encode=nothing)
     # Each row's gradient is a function of its global id, so a row put in the wrong place changes the sum.
     ids = torch.nonzero(receiver == dist.get_rank()).reshape(-1)

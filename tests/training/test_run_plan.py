@@ -12,9 +12,9 @@ from megatron_vl.config.parallel import ParallelConfig
 from megatron_vl.config.recipe import load_recipe
 from megatron_vl.config.training import RecomputeSettings, TrainedModules
 from megatron_vl.runtime.platform import Platform
+from megatron_vl.training.flops import language_forward_flops, training_flops
 from megatron_vl.training.parameter_count import stage_parameters
 from megatron_vl.training.run_config import RunPaths, resolve_run
-from megatron_vl.training.flops import language_forward_flops, training_flops
 from megatron_vl.training.run_plan import (
     ASSUMED_MFU,
     GIB,
