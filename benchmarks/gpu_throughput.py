@@ -2,8 +2,9 @@
 
 The model is ``mimo_vl_7b`` with the whole ViT and projector and the LLM cut to ``--language-layers`` layers (the
 full 36 do not fit one GPU's memory with their gradients), bf16, the layer backend of ``--layer-backend``
-(Transformer Engine by default on a GPU). Each packed sequence length runs with the activation recompute of the
-recipe that trains at it (``stage3_multimodal`` at 8K: none; ``stage4_32k`` at 32K: full, one layer per chunk).
+(Transformer Engine by default on a GPU). Up to 8K packed tokens a length runs without activation recompute, as
+``stage3_multimodal`` trains; longer ones with full recompute, one layer per chunk: one GPU here holds a whole row,
+which ``stage4_32k`` splits over TP=4 x CP=2 and so trains without recompute.
 A micro-batch is one packed row of documents of ``--document-tokens`` tokens, each holding one image of
 ``--image-patches`` x ``--image-patches`` patches (a quarter as many image tokens) between two text runs.
 
@@ -27,8 +28,8 @@ import numpy as np
 import torch
 
 IMAGE, VISION_START, VISION_END, VIDEO = 5, 3, 4, 6
-RECIPE_AT_SEQ_LEN = {8192: "stage3_multimodal", 32768: "stage4_32k"}
-"""The recipe whose recompute a sequence length runs with (other lengths: the nearest longer one's)."""
+LONGEST_WITHOUT_RECOMPUTE = 8192
+"""Packed lengths above this run with full recompute (one GPU, no TP or CP to divide the activations)."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -45,11 +46,12 @@ class Measurement:
     loss: float
 
 
-def _recipe_recompute(seq_len: int):
-    from megatron_vl.config.recipe import load_recipe
+def _recompute(seq_len: int):
+    from megatron_vl.config.training import RecomputeSettings
 
-    longer = sorted(length for length in RECIPE_AT_SEQ_LEN if length >= seq_len) or [max(RECIPE_AT_SEQ_LEN)]
-    return load_recipe(RECIPE_AT_SEQ_LEN[longer[0]], "mimo_vl_7b").recompute
+    if seq_len <= LONGEST_WITHOUT_RECOMPUTE:
+        return RecomputeSettings()
+    return RecomputeSettings(enabled=True, method="uniform", num_layers=1)
 
 
 def _config(args):
@@ -165,7 +167,7 @@ def run(args, on_progress=None) -> dict:
         "out_of_memory": [],
     }
     for seq_len in args.seq_lens:
-        recompute = _recipe_recompute(seq_len)
+        recompute = _recompute(seq_len)
         described = f"full, {recompute.method}, {recompute.num_layers}" if recompute.enabled else "none"
         model = batch = None
         try:

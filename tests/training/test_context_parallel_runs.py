@@ -2,8 +2,9 @@
 128-token packs made with ``pack --document-alignment 8``): CP=2 trains as CP=1 does, and its checkpoints resume
 at CP=1 and at TP=2 x CP=2 where they stopped.
 
-Six steps of 4 sequences, a checkpoint every 3 and a held-out loss every 3. CP=1 runs on one rank, CP=2 on two (one
-data-parallel replica: the same micro-batches), TP=2 x CP=2 with SP on four. The resumed runs start from a copy of the
+Six steps of 4 sequences, a checkpoint every 3 and a held-out loss every 3, and two small benchmark files scored on
+the last checkpoint. CP=1 runs on one rank, CP=2 on two (one data-parallel replica: the same micro-batches),
+TP=2 x CP=2 with SP on four. The resumed runs start from a copy of the
 CP=2 run's checkpoints at iteration 3.
 """
 
@@ -16,6 +17,7 @@ import pytest
 from megatron_vl.training import checkpoint_files
 from megatron_vl.training.metrics_file import read_metrics
 from tests.training import torchrun
+from tests.training.test_train_runs import BENCHMARK_SETTINGS, benchmark_files  # noqa: F401 - a fixture
 from tests.training.training_data import build_data_root
 
 STAGE = "stage3_multimodal"
@@ -32,20 +34,24 @@ def aligned_data_root(tmp_path_factory):
     return build_data_root(tmp_path_factory.mktemp("aligned_data_root"), document_alignment=8)
 
 
-def _run(data_root, root, nproc, layout=()):
+def _run(data_root, root, nproc, layout, files):
+    scored = ", ".join(f'"{path}"' for path in files)
     torchrun.run(stage=STAGE, nproc=nproc, data_root=data_root, checkpoint_root=root,
-                 overrides=(*OVERRIDES, *layout), extra_args=("--init-from", "none"))
+                 overrides=(*OVERRIDES, *layout, f"benchmarks.files=[{scored}]", f"benchmarks.every={STEPS}",
+                            *(f"benchmarks.{name}={value}" for name, value in BENCHMARK_SETTINGS.items()),
+                            "benchmarks.chat=false", 'benchmarks.caption_prompt=""'),
+                 extra_args=("--init-from", "none"))
     return root
 
 
 @pytest.fixture(scope="module")
-def cp1(aligned_data_root, tmp_path_factory):
-    return _run(aligned_data_root, tmp_path_factory.mktemp("cp1"), 1)
+def cp1(aligned_data_root, benchmark_files, tmp_path_factory):
+    return _run(aligned_data_root, tmp_path_factory.mktemp("cp1"), 1, (), benchmark_files)
 
 
 @pytest.fixture(scope="module")
-def cp2(aligned_data_root, tmp_path_factory):
-    return _run(aligned_data_root, tmp_path_factory.mktemp("cp2"), 2, CP2)
+def cp2(aligned_data_root, benchmark_files, tmp_path_factory):
+    return _run(aligned_data_root, tmp_path_factory.mktemp("cp2"), 2, CP2, benchmark_files)
 
 
 def _train_records(root) -> dict[int, dict]:
@@ -74,6 +80,14 @@ def test_cp2_logs_the_losses_tokens_and_held_out_loss_of_cp1(cp1, cp2):
     assert sorted(held_out) == [SAVE_EVERY, STEPS]
     for iteration, loss in held_out.items():
         assert cp2_held_out[iteration] == pytest.approx(loss, rel=1e-5), iteration
+
+
+def test_cp2_scores_the_benchmarks_as_cp1(cp1, cp2):
+    (expected,) = read_metrics(cp1 / "logs" / STAGE, "benchmark")
+    (got,) = read_metrics(cp2 / "logs" / STAGE, "benchmark")
+    assert got["iteration"] == expected["iteration"] == STEPS
+    assert got["scores"].keys() == expected["scores"].keys() and len(expected["scores"]) >= 2
+    assert got["scores"] == pytest.approx(expected["scores"], abs=1e-6)
 
 
 @pytest.mark.parametrize("nproc, layout", [(1, ()), (4, TP2_CP2)], ids=["CP=1", "TP=2 x CP=2"])

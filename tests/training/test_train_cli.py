@@ -46,7 +46,7 @@ def test_dry_run_without_a_tokenizer_plans_the_gpu_run(tmp_path, monkeypatch, ca
     assert run["platform"]["device"] == "cuda" and run["platform"]["layer_backend"] == "transformer_engine"
     plan = run["plan"]
     assert plan["world_size"] == 256 and plan["world_size_from"] == "launch/stage4_32k.sh #SBATCH lines"
-    assert plan["micro_batches_per_step"] == 1 and plan["pipeline_bubble_fraction"] == 0.0
+    assert (plan["context_parallel"], plan["micro_batches_per_step"], plan["pipeline_bubble_fraction"]) == (2, 2, 0.0)
     memory = plan["memory_gib_per_gpu"]
     parts = ("parameters", "gradients", "optimizer_state", "activations")
     assert memory["total"] == pytest.approx(sum(memory[part] for part in parts), abs=0.03)

@@ -291,6 +291,18 @@ def test_document_alignment_reserves_each_documents_padding_and_is_recorded(corp
     assert manifest.num_samples >= unaligned.num_samples and manifest.padding_fraction >= unaligned.padding_fraction
 
 
+def test_128k_rows_pack_every_document_aligned_for_cp8(corpus, tmp_path):
+    # The 128K variant of stage 4 (CP=8, documents padded to 16): every document of the corpus fits one row.
+    out = tmp_path / "128k"
+    manifest = pack(options(corpus, out, seq_len=131072, document_alignment=16), progress=False)
+    assert verify_dataset(out, deep=True, progress=False) == []
+    assert manifest.dropped == {} and manifest.split_documents == 0 and manifest.num_documents == 2 * 33
+    rows = _samples(PackedDataset(out))
+    assert {len(sample.tokens) for sample in rows} == {131072}
+    assert sum(len(sample.documents) for sample in rows) == manifest.num_documents
+    assert max(_aligned_room(sample, 16) for sample in rows) <= 131072
+
+
 def _aligned_room(sample, alignment):
     return sum(-(-int(length) // alignment) * alignment for length in sample.seq_lens)
 
