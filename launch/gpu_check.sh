@@ -11,7 +11,8 @@
 #   3. tests/gpu in three pytest parts, side by side on a GPU, each with a time budget; a part that runs out is stopped with
 #      SIGINT, so the tests it finished are still reported and the others show as not run:
 #        layers  TE vs local layers, packed documents vs one by one, the HF export vs transformers, one layer of
-#                each tower at the 7B's widths vs transformers (fp32, bf16), the video processor;
+#                each tower at the 7B's widths vs transformers (fp32, bf16), TE's CP=2 vs local CP=1 (bf16; skipped
+#                with its reason below 2 GPUs), the video processor;
 #        resume  the distributed optimizer: kill -9, resume, losses bit for bit;
 #        stages  the four tiny stages one after the other, each from the last one's checkpoint, learning;
 #   4. throughput of the 7B shape (4 LLM layers, the whole ViT) at 8K and 32K packed tokens, bf16;
@@ -89,7 +90,7 @@ part() { bash "$REPO/launch/gpu_check_part.sh" "$1" "$2" "$SCRATCH" "${@:3}"; }
 start_part() { if [[ "$DEVICE" == cpu ]]; then part "$@"; else part "$@" & fi; }
 PARTS=(layers resume stages)
 start_part layers "${MVL_GPU_LAYER_TEST_SECONDS:-150}" tests/gpu/test_layer_backends.py tests/gpu/test_7b_widths.py \
-    tests/data/test_videos.py
+    tests/gpu/test_context_parallel.py tests/data/test_videos.py
 start_part resume "${MVL_GPU_RESUME_TEST_SECONDS:-200}" tests/gpu/test_resume.py
 start_part stages "${MVL_GPU_STAGE_TEST_SECONDS:-220}" tests/gpu/test_stages.py
 wait
