@@ -81,6 +81,20 @@ def plan_layout(seq_len: int, tp: int, cp: int, recompute: str, args) -> LayoutP
     )
 
 
+def plan_grid(seq_len: int, args) -> tuple[list[LayoutPlan], dict[tuple[int, int], str]]:
+    """Every layout of the grid at ``seq_len`` (``args.tensor_parallel`` x ``args.context_parallel`` x
+    ``RECOMPUTE``), and why each TP x CP pair the world, the batch or the model cannot take is refused."""
+    plans, refused = [], {}
+    for tp in args.tensor_parallel:
+        for cp in args.context_parallel:
+            planned = [plan_layout(seq_len, tp, cp, recompute, args) for recompute in RECOMPUTE]
+            if isinstance(planned[0], str):
+                refused[(tp, cp)] = planned[0]
+            else:
+                plans += planned
+    return plans, refused
+
+
 def fastest_fitting(plans: list[LayoutPlan]) -> LayoutPlan | None:
     """The fitting layout of least step time; equal times (to the millisecond): fewer CP ranks, then less memory."""
     fitting = [plan for plan in plans if plan.fits]
@@ -118,21 +132,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if peak_flops_of(args.gpu) is None:
         parser.error(f"--gpu {args.gpu!r}: no known dense bf16 peak; name an H100, H200, H800, A100, A800 or B200")
-    plans, refused = [], {}
+    plans, refused, best = [], {}, {}
     for seq_len in args.seq_lens:
-        for tp in args.tensor_parallel:
-            for cp in args.context_parallel:
-                plan = plan_layout(seq_len, tp, cp, "none", args)
-                if isinstance(plan, str):
-                    refused[(seq_len, tp, cp)] = plan
-                    continue
-                plans += [plan, *(plan_layout(seq_len, tp, cp, recompute, args) for recompute in list(RECOMPUTE)[1:])]
-    best = {seq_len: fastest_fitting([plan for plan in plans if plan.seq_len == seq_len]) for seq_len in args.seq_lens}
+        at_length, refused[seq_len] = plan_grid(seq_len, args)
+        plans += at_length
+        best[seq_len] = fastest_fitting(at_length)
     print(f"stage4_32k's 7B on {args.world_size} x {args.gpu}, {args.tokens_per_step:,} tokens a step; fits: below "
           f"{args.headroom:.0%} of {args.gpu_memory_gib:g} GiB")
     print(table(plans, best))
-    for (seq_len, tp, cp), reason in refused.items():
-        print(f"not a layout at {seq_len} tokens: TP={tp} CP={cp}: {reason}")
+    for seq_len, reasons in refused.items():
+        for (tp, cp), reason in reasons.items():
+            print(f"not a layout at {seq_len} tokens: TP={tp} CP={cp}: {reason}")
 
 
 if __name__ == "__main__":

@@ -12,13 +12,12 @@ from megatron_vl.config.recipe import load_recipe
 from megatron_vl.config.recipes import stage4_32k
 
 ARGS = types.SimpleNamespace(world_size=256, tokens_per_step=64 * 32768, gpu="NVIDIA H100", gpu_memory_gib=80.0,
-                             headroom=0.8)
+                             headroom=0.8, tensor_parallel=[2, 4], context_parallel=[1, 2, 4, 8])
 
 
 def _fastest(seq_len: int) -> long_context_plan.LayoutPlan:
-    plans = [long_context_plan.plan_layout(seq_len, tp, cp, recompute, ARGS)
-             for tp in (2, 4) for cp in (1, 2, 4, 8) for recompute in long_context_plan.RECOMPUTE]
-    return long_context_plan.fastest_fitting([plan for plan in plans if not isinstance(plan, str)])
+    plans, _ = long_context_plan.plan_grid(seq_len, ARGS)
+    return long_context_plan.fastest_fitting(plans)
 
 
 def _layout(recipe) -> tuple:
